@@ -1,0 +1,112 @@
+"""Build the data, module, callbacks, loggers and Trainer from a composed config, and fit."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gan_lab.callbacks import RunStats
+from gan_lab.errors import UserError
+from gan_lab.module import GANModule
+from gan_lab.summary import write_summary
+
+log = logging.getLogger(__name__)
+
+
+def resolve_precision(precision: str, accelerator: str) -> str:
+    """``auto`` precision: fp16 autocast with a grad scaler on CUDA, fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    on_cuda = accelerator in ("gpu", "cuda") or (
+        accelerator == "auto" and torch.cuda.is_available()
+    )
+    return "16-mixed" if on_cuda else "32-true"
+
+
+def build_module(cfg: DictConfig) -> GANModule:
+    if cfg.n_disc < 1:
+        raise UserError(f"n_disc must be at least 1, got {cfg.n_disc}")
+    return GANModule(
+        generator=instantiate(cfg.model.generator),
+        discriminator=instantiate(cfg.model.discriminator),
+        generator_optimizer=instantiate(cfg.optimizer.generator),
+        discriminator_optimizer=instantiate(cfg.optimizer.discriminator),
+        loss=instantiate(cfg.loss),
+        latent_dim=cfg.model.latent_dim,
+        n_disc=cfg.n_disc,
+        seed=cfg.seed,
+    )
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    if not cfg.get("logger"):
+        return []
+    return [instantiate(cfg.logger)]
+
+
+def build_trainer(
+    cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Any]
+) -> L.Trainer:
+    """A Trainer whose ``max_steps`` counts generator updates (see GANModule)."""
+    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    kwargs.pop("_target_", None)
+    kwargs["precision"] = resolve_precision(kwargs["precision"], kwargs["accelerator"])
+    if kwargs.get("max_steps", -1) > 0:
+        kwargs["max_steps"] *= cfg.n_disc + 1
+    return L.Trainer(**kwargs, callbacks=callbacks, logger=loggers or False)
+
+
+def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train per ``cfg`` and write ``run_dir/summary.json``; returns the summary."""
+    stats = RunStats()
+    summary: dict[str, Any] = {"status": "failed", "run_dir": str(run_dir)}
+    trainer = module = metrics = None
+    try:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = instantiate(cfg.data)
+        module = build_module(cfg)
+        metrics = instantiate(cfg.metrics) if cfg.get("metrics") else None
+        callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+        callbacks += [stats] + ([metrics] if metrics is not None else [])
+        loggers = build_loggers(cfg)
+        trainer = build_trainer(cfg, callbacks, loggers)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        for logger in loggers:
+            logger.log_hyperparams(config)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if trainer.interrupted:
+            raise KeyboardInterrupt
+        # The last validation may have come before the last step: evaluate the final weights.
+        if metrics is not None and metrics.last_step != module.generator_steps:
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+        summary.update(status="completed")
+        return summary
+    except BaseException as err:
+        summary["error"] = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        summary.update(_progress(trainer, module))
+        summary.update(stats.summary())
+        if trainer is None or trainer.is_global_zero:
+            summary["metrics"] = metrics.last_results if metrics is not None else {}
+            if metrics is not None:
+                summary["metrics_protocol"] = metrics.protocol()
+            summary["config"] = OmegaConf.to_container(cfg, resolve=True)
+            write_summary(run_dir / "summary.json", summary)
+            log.info("summary: %s", run_dir / "summary.json")
+
+
+def _progress(trainer: L.Trainer | None, module: GANModule | None) -> dict[str, Any]:
+    if trainer is None or module is None or module._trainer is None:
+        return {"generator_steps": 0, "epochs": 0.0}
+    steps = module.generator_steps
+    per_epoch = trainer.num_training_batches
+    epochs = steps / per_epoch if per_epoch and per_epoch != float("inf") else 0.0
+    return {"generator_steps": steps, "epochs": round(epochs, 4)}
+

@@ -1,0 +1,54 @@
+"""Shared fixtures: the repo's paths, the real-data mirror beside it, isolated run env."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"real-data mirror {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One data dir per test session, so datasets are decoded once and shared by tests."""
+    return tmp_path_factory.mktemp("data")
+
+
+@pytest.fixture()
+def run_env(session_data_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment for a ``gan_lab`` subprocess: real mirrors, no W&B key, no network W&B."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["GAN_LAB_DATA_DIR"] = str(session_data_dir)
+    mirrors = [str(SHARED_DATA)] if SHARED_DATA.is_dir() else []
+    env["GAN_LAB_DATA_MIRRORS"] = os.pathsep.join(mirrors)
+    env["HYDRA_FULL_ERROR"] = "0"
+    return env
+
+
+def run_train(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 600):
+    """Run ``python -m gan_lab.train ARGS`` as a user would; returns the CompletedProcess."""
+    return subprocess.run(
+        [sys.executable, "-m", "gan_lab.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

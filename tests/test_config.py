@@ -1,0 +1,85 @@
+"""Every option of every config group composes, resolves and (where cheap) instantiates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from gan_lab.cli import check_group_choices
+from gan_lab.errors import UserError
+from gan_lab.training import build_trainer, resolve_precision
+
+CONF = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
+OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml"))]
+
+
+def compose_cfg(overrides: list[str], tmp_path: Path):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path}/data",
+                       "++data.root=" + str(tmp_path), *overrides],  # fmt: skip
+            return_hydra_config=True,
+        )
+    HydraConfig().set_config(cfg)
+    return cfg
+
+
+def test_config_groups_are_the_documented_ones():
+    expected = {"callbacks", "data", "experiment", "logger", "loss", "metrics", "model",
+                "optimizer", "paths", "trainer"}  # fmt: skip
+    assert set(GROUPS) == expected
+
+
+@pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_resolves(group, option, tmp_path):
+    cfg = compose_cfg([f"{group}={option}"], tmp_path)
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert container["seed"] == cfg.seed
+    if group == "experiment":
+        return
+    assert cfg.hydra.runtime.choices[group] == option
+    if group in ("loss", "logger") and cfg.get(group):
+        assert instantiate(cfg[group]) is not None
+    if group == "optimizer":
+        import torch
+
+        opt = instantiate(cfg.optimizer.generator)([torch.nn.Parameter(torch.zeros(1))])
+        assert opt.defaults["lr"] == cfg.optimizer.lr
+
+
+@pytest.mark.parametrize("option", ["default", "cpu", "cpu_bf16"])
+def test_cpu_trainers_build(option, tmp_path):
+    cfg = compose_cfg([f"trainer={option}", "trainer.max_steps=7", "n_disc=2"], tmp_path)
+    trainer = build_trainer(cfg, callbacks=[], loggers=[])
+    # gan_lab steps are generator updates: Lightning counts (n_disc + 1) optimizer steps each.
+    assert trainer.max_steps == 21
+
+
+def test_precision_auto_is_fp16_on_cuda_and_fp32_elsewhere():
+    assert resolve_precision("auto", "cpu") == "32-true"
+    assert resolve_precision("auto", "gpu") == "16-mixed"
+    assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+
+
+def test_ddp_trainer_finds_unused_parameters(tmp_path):
+    cfg = compose_cfg(["trainer=ddp"], tmp_path)
+    assert cfg.trainer.strategy == "ddp_find_unused_parameters_true"
+
+
+def test_unknown_group_option_is_one_line():
+    with pytest.raises(UserError) as err:
+        check_group_choices(["data=imagenet_typo"], CONF)
+    assert "unknown data 'imagenet_typo'" in str(err.value) and "mnist" in str(err.value)
+
+
+def test_sweep_values_are_checked_too():
+    check_group_choices(["-m", "data=mnist,cifar10", "seed=0,1"], CONF)
+    with pytest.raises(UserError, match="unknown model 'nope'"):
+        check_group_choices(["-m", "model=dcgan,nope"], CONF)

@@ -1,0 +1,65 @@
+"""The training entry point end to end, as a user runs it: a smoke run and bad inputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import run_train
+
+
+@pytest.mark.slow
+def test_smoke_run_writes_summary_grids_checkpoints_and_offline_wandb(run_env, repo_root, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(["experiment=smoke", f"hydra.run.dir={run_dir}"], run_env, repo_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "completed"
+    assert summary["generator_steps"] == 20
+    assert summary["train_images_per_second"] > 0
+    assert summary["wall_seconds"] > 0 and 0 < summary["epochs"] < 1
+    assert summary["metrics"]["fid"] > 0
+    assert summary["metrics_protocol"]["label"].startswith("cheap")
+    assert summary["config"]["trainer"]["max_steps"] == 20
+    assert (run_dir / "samples" / "latest.png").stat().st_size > 0
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    # No API key in the environment: W&B went offline by itself.
+    assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run written"
+
+
+def _assert_one_line_error(proc, *fragments: str) -> None:
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_unknown_dataset_is_one_line(run_env, repo_root):
+    proc = run_train(["data=imagenet21k"], run_env, repo_root)
+    _assert_one_line_error(proc, "unknown data 'imagenet21k'", "mnist")
+
+
+def test_negative_latent_dim_is_one_line(run_env, repo_root, tmp_path):
+    proc = run_train(["model.latent_dim=-1", f"hydra.run.dir={tmp_path}"], run_env, repo_root)
+    _assert_one_line_error(proc, "model.latent_dim", "-1")
+
+
+def test_model_that_does_not_fit_the_data_is_one_line(run_env, repo_root, tmp_path):
+    proc = run_train(["model=dcgan64", f"hydra.run.dir={tmp_path}"], run_env, repo_root)
+    _assert_one_line_error(proc, "28x28")
+
+
+def test_missing_dataset_without_source_is_one_line(run_env, repo_root, tmp_path):
+    run_env["GAN_LAB_DATA_DIR"] = str(tmp_path / "empty")
+    run_env["GAN_LAB_DATA_MIRRORS"] = ""
+    proc = run_train(
+        ["data=cifar10", "data.download=false", "logger=csv", f"hydra.run.dir={tmp_path}/run"],
+        run_env,
+        repo_root,
+    )
+    _assert_one_line_error(proc, "cifar")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "cifar" in summary["error"].lower()
