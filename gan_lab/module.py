@@ -3,7 +3,8 @@
 One gan_lab "step" is one generator update. Each training batch runs ``n_disc`` discriminator
 updates (fresh noise each, the same real batch) and then one generator update. Lightning's
 ``trainer.global_step`` counts every optimizer step, i.e. ``(n_disc + 1)`` per batch, so the
-step budget and the logged x-axis are converted to generator steps here and in ``train.py``.
+step budget is converted to generator steps in :mod:`gan_lab.training`. Loggers already get
+batches (= generator steps) as their x-axis: Lightning logs ``_batches_that_stepped``.
 """
 
 from __future__ import annotations
@@ -98,12 +99,7 @@ class GANModule(L.LightningModule):
             },
             prog_bar=True,
         )
-        # Lightning uses a logged "step" value as the logger's x-axis: make it generator steps.
-        self.log("step", float(self.generator_steps + 1))
 
     def validation_step(self, real: torch.Tensor, batch_idx: int) -> torch.Tensor:
         """Generate as many images as the real batch holds; metric callbacks consume both."""
         return self.generator(self.noise(real.size(0))).float()
-
-    def on_validation_epoch_end(self) -> None:
-        self.log("step", float(self.generator_steps))

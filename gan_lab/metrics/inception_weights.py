@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -152,8 +153,7 @@ def _one_line(text: str, limit: int = 200) -> str:
 def _atomic_write(dst: Path, write: Any) -> None:
     """``write(tmp_path)`` then ``os.replace`` onto ``dst``: readers never see a partial file."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=dst.name + ".", suffix=".partial")
-    os.close(fd)
+    tmp = dst.with_name(f"{dst.name}.{uuid.uuid4().hex}.partial")  # umask perms, not 0600
     try:
         write(Path(tmp))
         os.replace(tmp, dst)
@@ -225,7 +225,7 @@ def _load_state_dict_file(path: Path, what: str) -> dict[str, torch.Tensor]:
         raise UserError(f"{what} {path} does not exist; {_how_to_supply()}")
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+    except Exception as e:  # any unreadable file is the user's to fix
         raise UserError(
             f"{what} {path} is not a PyTorch state dict ({_one_line(e, 120)}); {_how_to_supply()}"
         ) from None
@@ -240,9 +240,12 @@ def _load_state_dict_file(path: Path, what: str) -> dict[str, torch.Tensor]:
     unexpected = [k for k in sd if k not in expected]
     wrong = [k for k in expected if k in sd and tuple(sd[k].shape) != expected[k]]
     if missing or unexpected or wrong:
-        detail = (f"missing {missing[:2]}" if missing else "") or (
-            f"unexpected {unexpected[:2]}" if unexpected else f"wrong shape {wrong[:2]}"
-        )
+        if missing:
+            detail = f"missing {missing[:2]}"
+        elif unexpected:
+            detail = f"unexpected {unexpected[:2]}"
+        else:
+            detail = f"wrong shape {wrong[:2]}"
         raise UserError(
             f"{what} {path} is not torch-fidelity's InceptionV3 state dict "
             f"({detail}, {len(missing)}/{len(unexpected)}/{len(wrong)} missing/unexpected/"

