@@ -2,7 +2,7 @@
 
 Each helper writes what the real loader reads (IDX gz files, torchvision's CIFAR pickles,
 a JPEG image-folder tarball, an image folder) and returns what it wrote, so tests can
-compare decoded pixels with the originals.
+compare decoded pixels and labels with the originals.
 """
 
 from __future__ import annotations
@@ -34,6 +34,10 @@ SHARED_MNIST = SHARED_DATA / "mnist"
 SHARED_CIFAR_TARBALL = SHARED_DATA / "cifar10-jpeg.tar.gz"
 MNIST_COUNTS = {"train": 60000, "test": 10000}
 IDX_STEMS = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
+LABEL_STEMS = {"train": "train-labels-idx1-ubyte", "test": "t10k-labels-idx1-ubyte"}
+# torchvision's CIFAR-10 class order (batches.meta's label_names).
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                 "ship", "truck")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- IDX
@@ -44,49 +48,68 @@ def idx_images(n: int, offset: int = 0) -> torch.Tensor:
     return ((ramp + shift) % 256).to(torch.uint8)
 
 
-def idx_bytes(images: torch.Tensor, header_count: int | None = None) -> bytes:
-    n, rows, cols = images.shape
-    count = n if header_count is None else header_count
-    return struct.pack(">IIII", 0x00000803, count, rows, cols) + images.numpy().tobytes()
+def idx_labels(n: int, offset: int = 0) -> torch.Tensor:
+    """n int64 labels in 0..9, not sorted (i * 3 + offset, mod 10)."""
+    return (torch.arange(n) * 3 + offset) % 10
 
 
-def write_idx(path: Path, images: torch.Tensor, gz: bool = True) -> Path:
-    """An IDX image file, gzipped when ``path`` ends in .gz (what mirrors hold)."""
+def idx_bytes(array: torch.Tensor) -> bytes:
+    """An uncompressed IDX file of uint8 values: images [N, H, W] or labels [N]."""
+    header = struct.pack(f">{1 + array.ndim}I", 0x00000800 | array.ndim, *array.shape)
+    return header + array.to(torch.uint8).numpy().tobytes()
+
+
+def write_idx(path: Path, array: torch.Tensor, gz: bool = True) -> Path:
+    """An IDX image or label file, gzipped when ``gz`` (what mirrors hold)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = idx_bytes(images)
+    data = idx_bytes(array)
     path.write_bytes(gzip.compress(data, compresslevel=1) if gz else data)
     return path
 
 
 def write_idx_folder(
     folder: Path, offset: int = 0, counts: dict[str, int] = MNIST_COUNTS, gz: bool = True
-) -> dict[str, torch.Tensor]:
-    """``{train,t10k}-images-idx3-ubyte[.gz]`` in ``folder``; returns split -> images."""
-    written = {}
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The four ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]`` files in ``folder``.
+
+    Returns (split -> images [N, 28, 28], split -> labels [N]).
+    """
+    images, labels = {}, {}
+    suffix = ".gz" if gz else ""
     for split, n in counts.items():
-        images = idx_images(n, offset=offset + (1 if split == "test" else 0))
-        write_idx(folder / (IDX_STEMS[split] + (".gz" if gz else "")), images, gz=gz)
-        written[split] = images
-    return written
+        shift = offset + (1 if split == "test" else 0)
+        images[split] = idx_images(n, offset=shift)
+        labels[split] = idx_labels(n, offset=shift)
+        write_idx(folder / (IDX_STEMS[split] + suffix), images[split], gz=gz)
+        write_idx(folder / (LABEL_STEMS[split] + suffix), labels[split], gz=gz)
+    return images, labels
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
-def write_cifar_pickles(root: Path, per_batch: int = 8, seed: int = 0) -> dict[str, np.ndarray]:
-    """torchvision's ``cifar-10-batches-py`` layout with tiny batches; split -> NCHW uint8."""
+def write_cifar_pickles(
+    root: Path, per_batch: int = 8, seed: int = 0
+) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
+    """torchvision's ``cifar-10-batches-py`` layout with tiny batches.
+
+    Returns (split -> NCHW uint8 images, split -> labels), labels random in 0..9.
+    """
     folder = root / CIFAR10.base_folder
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     names = [name for name, _ in CIFAR10.train_list] + [CIFAR10.test_list[0][0]]
     arrays: dict[str, list[np.ndarray]] = {"train": [], "test": []}
+    labels: dict[str, list[int]] = {"train": [], "test": []}
     for name in names:
+        split = "test" if name == "test_batch" else "train"
         data = rng.integers(0, 256, size=(per_batch, 3 * 32 * 32), dtype=np.uint8)
-        entry = {"batch_label": name, "data": data, "labels": [0] * per_batch}
+        batch_labels = rng.integers(0, 10, size=per_batch).tolist()
+        entry = {"batch_label": name, "data": data, "labels": batch_labels}
         (folder / name).write_bytes(pickle.dumps(entry))
-        arrays["test" if name == "test_batch" else "train"].append(data.reshape(-1, 3, 32, 32))
-    meta = {"label_names": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
-                            "horse", "ship", "truck"]}  # fmt: skip
+        arrays[split].append(data.reshape(-1, 3, 32, 32))
+        labels[split] += batch_labels
+    meta = {"label_names": list(CIFAR_CLASSES)}
     (folder / CIFAR10.meta["filename"]).write_bytes(pickle.dumps(meta))
-    return {split: np.concatenate(parts) for split, parts in arrays.items()}
+    return {split: np.concatenate(parts) for split, parts in arrays.items()}, labels
 
 
 def cifar_class_for(folder: Path) -> type[CIFAR10]:
@@ -122,21 +145,25 @@ def cifar_like_images(n: int, offset: int = 0) -> torch.Tensor:
     return out
 
 
-def write_jpeg_tarball(path: Path, counts: dict[str, int]) -> dict[str, torch.Tensor]:
-    """The shared layout ``<split>/<class>/NNNN.jpg`` as a tar.gz; split -> original images.
+def write_jpeg_tarball(
+    path: Path, counts: dict[str, int]
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The shared layout ``<split>/<class>/NNNN.jpg`` as a tar.gz.
 
-    Images alternate between two class folders and are numbered so that sorted member
+    Returns (split -> original images, split -> int64 labels). Images are spread over the
+    class folders in CIFAR-10 order (which is alphabetical) and numbered, so sorted member
     names give the order of the returned tensors. Members are added in reverse order to
     check the loader sorts them itself.
     """
     members = []
-    written = {}
+    written, labels = {}, {}
     for split, n in counts.items():
         images = cifar_like_images(n, offset=0 if split == "train" else 100)
         with quiet_image_io():
             encoded = [encode_jpeg(img, quality=95).numpy().tobytes() for img in images]
         written[split] = images
-        names = [f"{split}/{'cat' if i < n // 2 else 'dog'}/{i:04d}.jpg" for i in range(n)]
+        labels[split] = torch.arange(n) * len(CIFAR_CLASSES) // n
+        names = [f"{split}/{CIFAR_CLASSES[c]}/{i:04d}.jpg" for i, c in enumerate(labels[split])]
         members += list(zip(names, encoded, strict=True))
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tf:
@@ -144,7 +171,7 @@ def write_jpeg_tarball(path: Path, counts: dict[str, int]) -> dict[str, torch.Te
             info = tarfile.TarInfo(name)
             info.size = len(blob)
             tf.addfile(info, io.BytesIO(blob))
-    return written
+    return written, labels
 
 
 def sha256(path: Path) -> str:

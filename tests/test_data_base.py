@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gan_lab.data import InMemoryImageDataModule, TensorImageDataset, fit_images
+from gan_lab.data.cache import CACHE_FORMAT
 from gan_lab.data.dataset import passthrough_collate
 from gan_lab.data.sources import Loaded, Source, parse_mirrors
 from gan_lab.errors import UserError
@@ -38,6 +39,18 @@ class TensorFileDataModule(InMemoryImageDataModule):
         images = torch.load(source.files["images"], weights_only=True)
         digest = str(int(sum(x.sum() for x in images.values())))
         return Loaded(digest=digest, images=images)
+
+
+class LabelledTensorFileDataModule(TensorFileDataModule):
+    """The same, with labels: each image's label is its first pixel mod 3."""
+
+    name = "labelled"
+    num_classes = 3
+
+    def load_source(self, source: Source, scratch: Path) -> Loaded:
+        loaded = super().load_source(source, scratch)
+        loaded.labels = {k: v[:, 0, 0, 0].long() % 3 for k, v in loaded.images.items()}
+        return loaded
 
 
 def write_tensor_file(root: Path, n_train: int = 300, n_test: int = 50, value: int = 0) -> Path:
@@ -159,6 +172,47 @@ def test_truncated_cache_file_is_rebuilt_not_trusted(module_factory):
     dm.setup()  # the size recorded beside the cache no longer matches: decoded again
     assert TensorFileDataModule.loads == 2
     assert len(dm.train_images()) == 300
+
+
+def test_labels_are_cached_beside_the_images(tmp_path):
+    write_tensor_file(tmp_path / "mirror")
+    args = dict(data_dir=str(tmp_path / "data"), mirrors=[str(tmp_path / "mirror")], image_size=4)
+    LabelledTensorFileDataModule.loads = 0
+    dm = LabelledTensorFileDataModule(**args)
+    labels = dm.train_labels()
+    assert labels.dtype == torch.int64 and labels.shape == (300,)
+    assert torch.equal(labels, dm.train_images()[:, 0, 0, 0].long() % 3)
+    assert dm.test_labels().tolist() == [0] * 50
+    meta = dm.cache().read_meta()
+    assert meta["format"] == CACHE_FORMAT
+    assert meta["splits"]["train"]["labels_bytes"] == dm.cache().labels_path("train").stat().st_size
+
+    again = LabelledTensorFileDataModule(**args)
+    assert torch.equal(again.train_labels(), labels)
+    assert LabelledTensorFileDataModule.loads == 1  # served from the cache
+
+    path = dm.cache().labels_path("train")
+    path.write_bytes(path.read_bytes()[:50])  # damaged: the size check rebuilds it
+    assert torch.equal(LabelledTensorFileDataModule(**args).train_labels(), labels)
+    assert LabelledTensorFileDataModule.loads == 2
+
+
+def test_cache_of_an_older_format_is_rebuilt(module_factory):
+    dm = module_factory()
+    dm.prepare_data()
+    cache = dm.cache()
+    cache.write_meta({**cache.read_meta(), "format": CACHE_FORMAT - 1})
+    assert cache.read_meta() is None
+    module_factory().prepare_data()
+    assert TensorFileDataModule.loads == 2
+    assert cache.read_meta()["format"] == CACHE_FORMAT
+
+
+def test_unlabelled_datamodule_refuses_labels(module_factory):
+    dm = module_factory()
+    assert dm.num_classes is None
+    with pytest.raises(UserError, match="^the tensor file has no class labels; a domain"):
+        dm.test_labels()
 
 
 def test_getitems_returns_one_stacked_batch():

@@ -124,3 +124,17 @@ def test_folder_smaller_than_a_batch_is_a_user_error(folder, tmp_path):
 def test_root_is_required(tmp_path):
     with pytest.raises(UserError, match="data.root is empty"):
         ImageFolderDataModule(root="", data_dir=str(tmp_path))
+
+
+def test_folder_has_no_labels(folder, tmp_path):
+    dm = make(folder, tmp_path)
+    assert dm.num_classes is None
+    for get_labels in (dm.train_labels, dm.test_labels):
+        with pytest.raises(UserError) as info:
+            get_labels()
+        assert str(info.value) == (
+            "the image folder has no class labels; a domain classifier needs mnist, "
+            "fashion_mnist or cifar10"
+        )
+    assert not (tmp_path / "data" / "cache").exists()  # refused before decoding anything
+    assert len(dm.train_images()) == 12  # images are still served

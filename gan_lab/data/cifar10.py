@@ -3,7 +3,8 @@
 Two on-disk forms are accepted in data_dir or a mirror: ``cifar-10-batches-py/`` (the
 official pickles, checked by torchvision's own md5 list) and ``cifar10-jpeg.tar.gz`` (a
 re-encoded JPEG copy, checked by its sha256). The pickles are preferred when a folder has
-both, since their pixels are the original ones.
+both, since their pixels are the original ones. Labels come from the pickles' targets or
+from the tarball's class folders, in the same class order.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torchvision.datasets.utils import check_integrity
 from gan_lab.data.base import InMemoryImageDataModule
 from gan_lab.data.sources import Loaded, Source, guarded_network
 from gan_lab.data.tarball import read_jpeg_tarball
-from gan_lab.data.verify import file_sha256, one_line
+from gan_lab.data.verify import file_sha256, labels_problem, one_line
 
 
 class CIFAR10DataModule(InMemoryImageDataModule):
@@ -35,6 +36,13 @@ class CIFAR10DataModule(InMemoryImageDataModule):
     jpeg_tarball: ClassVar[str] = "cifar10-jpeg.tar.gz"
     jpeg_sha256: ClassVar[str] = "d488f09f1963cf6c29a9330431a05febe4b14f3614a7b329f7160733094b8366"
     jpeg_counts: ClassVar[dict[str, int]] = {"train": 50000, "test": 10000}
+    # torchvision's class order (batches.meta's label_names): the tarball's class folders
+    # map onto it, so both forms give the same label to the same class.
+    classes: ClassVar[tuple[str, ...]] = (
+        "airplane", "automobile", "bird", "cat", "deer",
+        "dog", "frog", "horse", "ship", "truck",
+    )  # fmt: skip
+    num_classes: ClassVar[int | None] = len(classes)
 
     def __init__(
         self,
@@ -82,14 +90,18 @@ class CIFAR10DataModule(InMemoryImageDataModule):
                 raise self.bad_file(source.files[name], problem)
         return hashlib.sha256(",".join(m for _, m in self._pickle_files()).encode()).hexdigest()
 
-    def _read_pickles(self, source: Source, split: str) -> torch.Tensor:
-        """One split via torchvision, whose constructor runs its own md5 integrity check."""
+    def _read_pickles(self, source: Source, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images, labels) of one split via torchvision, which checks its md5s itself."""
         try:
-            data = self.torchvision_class(str(source.location.parent), train=split == "train").data
+            dataset = self.torchvision_class(str(source.location.parent), train=split == "train")
         except RuntimeError as err:  # "Dataset not found or corrupted": find which file
             self._check_pickles(source)
             raise self.bad_file(source.location, one_line(err)) from err
-        return torch.from_numpy(data).permute(0, 3, 1, 2)  # NHWC -> NCHW
+        problem = labels_problem(dataset.targets, len(self.classes))
+        if problem is not None:
+            raise self.bad_file(source.location, f"{split} {problem}")
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2)  # NHWC -> NCHW
+        return images, torch.tensor(dataset.targets, dtype=torch.int64)
 
     def _check_tarball(self, source: Source) -> str:
         path = source.files["tarball"]
@@ -107,20 +119,22 @@ class CIFAR10DataModule(InMemoryImageDataModule):
     # ------------------------------------------------------------ decoding
     def load_source(self, source: Source, scratch: Path) -> Loaded:
         if source.layout == "pickle":
-            images = {split: self._read_pickles(source, split) for split in ("train", "test")}
+            images, labels = {}, {}
+            for split in ("train", "test"):
+                images[split], labels[split] = self._read_pickles(source, split)
             digest = hashlib.sha256(",".join(m for _, m in self._pickle_files()).encode())
-            return Loaded(digest=digest.hexdigest(), images=images)
+            return Loaded(digest=digest.hexdigest(), images=images, labels=labels)
         digest = self._check_tarball(source)
         path = source.files["tarball"]
         try:
-            images = read_jpeg_tarball(path, tuple(self.jpeg_counts))
+            images, labels = read_jpeg_tarball(path, tuple(self.jpeg_counts), self.classes)
         except ValueError as err:
             raise self.bad_file(path, one_line(err, 200)) from err
         for split, count in self.jpeg_counts.items():
             if len(images[split]) != count or images[split].shape[1:] != (3, 32, 32):
                 found = f"{len(images[split])} images of {tuple(images[split].shape[1:])}"
                 raise self.bad_file(path, f"{split}/ has {found}, expected {count} of (3, 32, 32)")
-        return Loaded(digest=digest, images=images)
+        return Loaded(digest=digest, images=images, labels=labels)
 
     # ------------------------------------------------------------ download
     def fetch_official(self, workdir: Path) -> Source:

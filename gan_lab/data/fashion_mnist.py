@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torchvision
 
-from gan_lab.data.idx import IdxDataModule, IdxSplit
+from gan_lab.data.idx import IdxDataModule, IdxFile
 from gan_lab.data.registry import debian_package_tree
 from gan_lab.data.sources import Source
 
@@ -24,9 +24,11 @@ class FashionMNISTDataModule(IdxDataModule):
     official_name: ClassVar[str | None] = "torchvision.datasets.FashionMNIST"
     registry_name: ClassVar[str | None] = "Debian dataset-fashion-mnist"
     debian_package: ClassVar[str] = "dataset-fashion-mnist"
-    idx_files: ClassVar[tuple[IdxSplit, ...]] = (
-        IdxSplit("train", "train-images-idx3-ubyte", 60000),
-        IdxSplit("test", "t10k-images-idx3-ubyte", 10000),
+    idx_files: ClassVar[tuple[IdxFile, ...]] = (
+        IdxFile("train", "train-images-idx3-ubyte", 60000),
+        IdxFile("train", "train-labels-idx1-ubyte", 60000),
+        IdxFile("test", "t10k-images-idx3-ubyte", 10000),
+        IdxFile("test", "t10k-labels-idx1-ubyte", 10000),
     )
     # "fashion-mnist" is also where the Debian package installs it, in /usr/share/datasets.
     layouts: ClassVar[tuple[str, ...]] = ("FashionMNIST/raw", "fashion-mnist")
@@ -44,8 +46,8 @@ class FashionMNISTDataModule(IdxDataModule):
     def how_to_provide(self) -> str:
         return (
             "setting data.data_dir (GAN_LAB_DATA_DIR) to a folder with FashionMNIST/raw/"
-            "{train,t10k}-images-idx3-ubyte[.gz], adding a folder with fashion-mnist/*.gz to "
-            "GAN_LAB_DATA_MIRRORS (apt-get install dataset-fashion-mnist puts one in "
-            "/usr/share/datasets), allowing data.download=true (torchvision), or "
+            "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz], adding a folder with "
+            "fashion-mnist/*.gz to GAN_LAB_DATA_MIRRORS (apt-get install dataset-fashion-mnist "
+            "puts one in /usr/share/datasets), allowing data.download=true (torchvision), or "
             "data.registry=true (Debian package dataset-fashion-mnist)"
         )

