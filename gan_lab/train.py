@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def train(cfg: DictConfig) -> float | None:
-    """Train one run; returns the final FID (what a Hydra sweeper minimizes)."""
+    """Train one run; returns the final monitored FID (what a Hydra sweeper minimizes)."""
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
@@ -40,7 +40,8 @@ def train(cfg: DictConfig) -> float | None:
         raise
     finally:
         _finish_wandb()
-    return summary.get("metrics", {}).get("fid")
+    monitor = summary.get("metrics_protocol", {}).get("monitor")
+    return summary.get("metrics", {}).get(monitor) if monitor else None
 
 
 def _finish_wandb() -> None:

@@ -50,9 +50,7 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return [instantiate(cfg.logger)]
 
 
-def build_trainer(
-    cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Any]
-) -> L.Trainer:
+def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Any]) -> L.Trainer:
     """A Trainer whose ``max_steps`` counts generator updates (see GANModule)."""
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     kwargs.pop("_target_", None)
@@ -62,8 +60,22 @@ def build_trainer(
     return L.Trainer(**kwargs, callbacks=callbacks, logger=loggers or False)
 
 
+def route_lightning_logs() -> None:
+    """Send Lightning's messages through the root logger (Hydra's console and train.log).
+
+    Lightning gives its loggers their own stderr handlers when imported before logging is set
+    up; those lines would land on stderr around a one-line user error.
+    """
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+        logger.propagate = True
+
+
 def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train per ``cfg`` and write ``run_dir/summary.json``; returns the summary."""
+    route_lightning_logs()
     stats = RunStats()
     summary: dict[str, Any] = {"status": "failed", "run_dir": str(run_dir)}
     trainer = module = metrics = None
@@ -71,7 +83,7 @@ def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = instantiate(cfg.data)
         module = build_module(cfg)
-        metrics = instantiate(cfg.metrics) if cfg.get("metrics") else None
+        metrics = instantiate(cfg.metrics, datamodule=datamodule) if cfg.get("metrics") else None
         callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
         callbacks += [stats] + ([metrics] if metrics is not None else [])
         loggers = build_loggers(cfg)
@@ -82,8 +94,9 @@ def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         if trainer.interrupted:
             raise KeyboardInterrupt
-        # The last validation may have come before the last step: evaluate the final weights.
-        if metrics is not None and metrics.last_step != module.generator_steps:
+        # The last validation may have come before the last step: evaluate (metrics and sample
+        # grid) the final weights.
+        if stats.last_validation_step != module.generator_steps:
             trainer.validate(module, datamodule=datamodule, verbose=False)
         summary.update(status="completed")
         return summary
@@ -109,4 +122,3 @@ def _progress(trainer: L.Trainer | None, module: GANModule | None) -> dict[str, 
     per_epoch = trainer.num_training_batches
     epochs = steps / per_epoch if per_epoch and per_epoch != float("inf") else 0.0
     return {"generator_steps": steps, "epochs": round(epochs, 4)}
-

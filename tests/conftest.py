@@ -42,6 +42,28 @@ def run_env(session_data_dir: Path, tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def compose_config(overrides: list[str], output_dir: Path):
+    """The composed training config as ``gan_lab.train`` sees it (no hydra node).
+
+    HydraConfig is set so that ``${hydra:...}`` interpolations resolve, as in a real run.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=[f"paths.output_dir={output_dir}", *overrides],
+            return_hydra_config=True,
+        )
+    HydraConfig().set_config(cfg)
+    # A Hydra app's task function never sees the hydra node; resolving it needs a job number.
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
 def run_train(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 600):
     """Run ``python -m gan_lab.train ARGS`` as a user would; returns the CompletedProcess."""
     return subprocess.run(

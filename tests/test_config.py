@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_config
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 
 from gan_lab.cli import check_group_choices
 from gan_lab.errors import UserError
@@ -20,18 +20,9 @@ OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")
 
 
 def compose_cfg(overrides: list[str], tmp_path: Path):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose(
-            "config",
-            overrides=[f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path}/data",
-                       "++data.root=" + str(tmp_path), *overrides],  # fmt: skip
-            return_hydra_config=True,
-        )
-    HydraConfig().set_config(cfg)
-    # A Hydra app's task function never sees the hydra node; resolving it needs a job number.
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return compose_config(
+        [f"paths.data_dir={tmp_path}/data", "++data.root=" + str(tmp_path), *overrides], tmp_path
+    )
 
 
 def test_config_groups_are_the_documented_ones():

@@ -21,6 +21,7 @@ class RunStats(L.Callback):
         self.validation_seconds = 0.0
         self.train_images = 0
         self._t0 = 0.0
+        self.last_validation_step = -1  # generator step of the newest validation
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         self._t0 = time.perf_counter()
@@ -36,6 +37,8 @@ class RunStats(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.validation_seconds += time.perf_counter() - self._v0
+        if not trainer.sanity_checking:
+            self.last_validation_step = pl_module.generator_steps
 
     def summary(self) -> dict[str, float]:
         wall = time.perf_counter() - self.start

@@ -1,4 +1,4 @@
-"""Evaluation: Inception weights resolution, torchmetrics FID/KID, validation-epoch callback."""
+"""Evaluation: feature extractors (Inception, domain classifiers), torchmetrics FID/KID/IS."""
 
 from gan_lab.metrics.validation import ValidationMetrics, build_validation_metrics
 

@@ -1,59 +1,179 @@
-"""Validation-epoch metrics: torchmetrics FID/KID on generated vs held-out real images.
+"""Validation-epoch metrics: torchmetrics FID / KID / IS on generated vs held-out real images.
 
-A Callback rather than a part of GANModule, so that the Inception network is neither in the
-module's state_dict (checkpoints stay small) nor in its optimizers. The module's
-``validation_step`` returns generated images for each real batch; this callback feeds both to
-the metrics. Real features are kept across validation epochs (``reset_real_features=False``),
-so real images are passed through the feature extractor once per run.
+A Callback rather than a part of GANModule, so the feature networks are neither in the
+module's checkpoints nor in its optimizers.
+
+Real statistics are computed once per run, from ``datamodule.val_images()`` (the first
+``num_samples`` images of the held-out split), and cached on disk under a key made of the
+extractor's identity (weights hash, or classifier version and training-data digest) and a
+sha256 of the real images themselves: later runs and sweep jobs load them instead of running
+the feature network over real images again, and any change of data or weights misses.
+Under DDP only rank 0 holds the real features, so torchmetrics' cross-rank sum gives exactly
+one copy of them.
+Generated images come from ``GANModule.validation_step``, one per held-out image, split over
+ranks by Lightning's sampler; ``compute()`` runs on every rank (or DDP would hang).
+
+Names in the logger and ``summary.json``: ``fid_<extractor>``, ``kid_<extractor>_mean/_std``,
+``is_<extractor>_mean/_std``, e.g. ``fid_domain`` or ``is_inception_mean``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from torch import nn
 from torchmetrics import Metric
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance
+
+from gan_lab.data.cache import atomic_write
+from gan_lab.metrics.extractors import build_extractor
 
 log = logging.getLogger(__name__)
 
-# Protocols: fewer samples than this give biased FID/KID; results are labelled "cheap".
+# Fewer samples than this give biased FID/KID and noisy IS; such results are labelled "cheap".
 SOUND_NUM_SAMPLES = 10_000
 
 
-def to_metric_images(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float images, 1 or 3 channels -> [0, 1] float32 RGB, as torchmetrics expects."""
-    x = ((x.float() + 1.0) / 2.0).clamp_(0.0, 1.0)
-    return x.expand(-1, 3, -1, -1) if x.size(1) == 1 else x
+def to_unit_images(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] (float) or [0, 255] (uint8) images -> float32 [0, 1]."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    return ((x.float() + 1.0) / 2.0).clamp_(0.0, 1.0)
+
+
+class Passthrough(nn.Module):
+    """Hands precomputed features to a torchmetrics metric as its "feature extractor"."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
 
 
 class ValidationMetrics(L.Callback):
-    """Feeds real and generated images of each validation epoch to torchmetrics metrics.
+    """FID / KID / IS per feature extractor at each validation epoch; see the module doc."""
 
-    ``metrics`` maps a name to a metric whose ``update(images, real=bool)`` takes [0, 1] RGB
-    floats (FID, KID). Results are logged as ``val/<name>`` and kept in ``last_results``.
-    """
-
-    def __init__(self, metrics: dict[str, Metric], num_samples: int, extractor: str) -> None:
-        self.metrics = metrics
+    def __init__(
+        self,
+        extractors: dict[str, nn.Module],
+        num_samples: int,
+        fid: bool = True,
+        kid: bool = False,
+        inception_score: bool = True,
+        kid_subset_size: int = 1000,
+        is_splits: int = 10,
+        stats_dir: Path | None = None,
+    ) -> None:
+        self.extractors = extractors
+        # The number a sweeper minimizes and checkpoints rank by: FID of the first extractor.
+        self.monitor = f"fid_{next(iter(extractors))}" if fid else None
         self.num_samples = num_samples
-        self.extractor = extractor
-        self.real_done = False
+        self.stats_dir = stats_dir
+        self.unavailable: dict[str, str] = {}
+        # (extractor name, metric name, input: "features" or "logits", metric)
+        self.metrics: list[tuple[str, str, str, Metric]] = []
+        for name, ex in extractors.items():
+            if fid:
+                m = FrechetInceptionDistance(
+                    Passthrough(ex.num_features), reset_real_features=False
+                )
+                self.metrics.append((name, f"fid_{name}", "features", m))
+            if kid:
+                subset = max(2, min(kid_subset_size, num_samples // 2))
+                m = KernelInceptionDistance(
+                    Passthrough(ex.num_features), subset_size=subset, reset_real_features=False
+                )
+                self.metrics.append((name, f"kid_{name}", "features", m))
+            if inception_score:
+                if ex.has_logits:
+                    m = InceptionScore(Passthrough(ex.num_classes), splits=is_splits)
+                    self.metrics.append((name, f"is_{name}", "logits", m))
+                else:
+                    self.unavailable[f"is_{name}"] = (
+                        "the Inception weights have no logits layer (registry fallback); "
+                        "set metrics.weights_path to torch-fidelity's official file"
+                    )
+                    log.warning("is_%s not computed: %s", name, self.unavailable[f"is_{name}"])
+        self.real_ready = False
         self.last_step = -1
         self.last_results: dict[str, float] = {}
+        self.real_seconds = 0.0
 
+    # ------------------------------------------------------------------ protocol
     def protocol(self) -> dict[str, Any]:
         sound = self.num_samples >= SOUND_NUM_SAMPLES
         return {
             "num_samples": self.num_samples,
-            "extractor": self.extractor,
+            "extractors": {k: getattr(v, "identity", k) for k, v in self.extractors.items()},
             "label": "sound" if sound else f"cheap ({self.num_samples} < {SOUND_NUM_SAMPLES})",
+            "monitor": self.monitor,
+            "unavailable": self.unavailable,
         }
 
+    # ------------------------------------------------------------------ real statistics
+    def _stats_path(self, name: str, real: torch.Tensor) -> Path | None:
+        """The cache entry for these exact real images (content hash) and this extractor."""
+        if self.stats_dir is None:
+            return None
+        content = hashlib.sha256(real.contiguous().numpy().tobytes()).hexdigest()
+        ident = f"{self.extractors[name].identity}|{tuple(real.shape)}|{content}"
+        digest = hashlib.sha256(ident.encode()).hexdigest()[:20]
+        return self.stats_dir / f"{name}-{len(real)}-{digest}.pt"
+
+    @torch.no_grad()
+    def real_outputs(self, name: str, real: torch.Tensor, device: torch.device) -> dict:
+        """The extractor's outputs on the real images, from the stats cache when present."""
+        path = self._stats_path(name, real)
+        if path is not None and path.is_file():
+            try:
+                return torch.load(path, map_location=device, weights_only=True)
+            except Exception as err:  # a damaged cache entry is rebuilt, never trusted
+                log.warning("real statistics %s unreadable (%s); recomputing", path, err)
+        extractor = self.extractors[name]
+        outs: dict[str, list[torch.Tensor]] = {}
+        for start in range(0, len(real), 250):
+            batch = to_unit_images(real[start : start + 250].to(device))
+            for key, value in extractor(batch).items():
+                outs.setdefault(key, []).append(value.float())
+        result = {k: torch.cat(v) for k, v in outs.items()}
+        if path is not None:
+            cpu = {k: v.cpu() for k, v in result.items()}
+            atomic_write(path, lambda f: torch.save(cpu, f))
+        return result
+
+    def _load_real(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        start = time.perf_counter()
+        if trainer.is_global_zero:
+            real = trainer.datamodule.val_images()
+            for name in self.extractors:
+                outputs = self.real_outputs(name, real, pl_module.device)
+                for ex_name, _, kind, metric in self.metrics:
+                    if ex_name == name and kind == "features":
+                        metric.update(outputs["features"].to(pl_module.device), real=True)
+        self.real_ready = True
+        self.real_seconds = time.perf_counter() - start
+
+    # ------------------------------------------------------------------ Lightning hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        for metric in self.metrics.values():
+        for extractor in self.extractors.values():
+            extractor.to(pl_module.device)
+        for *_, metric in self.metrics:
             metric.to(pl_module.device)
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and not self.real_ready:
+            with torch.autocast(device_type=pl_module.device.type, enabled=False):
+                self._load_real(trainer, pl_module)
 
     def on_validation_batch_end(
         self,
@@ -66,53 +186,65 @@ class ValidationMetrics(L.Callback):
     ) -> None:
         if trainer.sanity_checking:
             return
-        # Metrics in fp32 whatever the training precision: bf16 features would shift FID.
+        # Features in fp32 whatever the training precision: bf16 features would shift FID.
         with torch.autocast(device_type=pl_module.device.type, enabled=False):
-            real = None if self.real_done else to_metric_images(batch)
-            fake = to_metric_images(outputs)
-            for metric in self.metrics.values():
-                if real is not None:
-                    metric.update(real, real=True)
-                metric.update(fake, real=False)
+            fake = to_unit_images(outputs)
+            for name, extractor in self.extractors.items():
+                out = extractor(fake)
+                for ex_name, _, kind, metric in self.metrics:
+                    if ex_name != name:
+                        continue
+                    if kind == "logits":
+                        metric.update(out["logits"].float())
+                    else:
+                        metric.update(out["features"].float(), real=False)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        self.real_done = True
-        results = {}
+        results: dict[str, float] = {}
         # compute() syncs states across ranks; every rank must call it (or DDP hangs).
-        for name, metric in self.metrics.items():
+        for _, metric_name, _, metric in self.metrics:
             value = metric.compute()
-            if isinstance(value, tuple):  # KID: (mean, std)
-                results[f"{name}_mean"], results[f"{name}_std"] = (float(v) for v in value)
+            if isinstance(value, tuple):  # KID and IS: (mean, std)
+                results[f"{metric_name}_mean"], results[f"{metric_name}_std"] = map(float, value)
             else:
-                results[name] = float(value)
-            metric.reset()  # keeps real features (reset_real_features=False)
+                results[metric_name] = float(value)
+            metric.reset()  # FID/KID keep their real features (reset_real_features=False)
         for key, value in results.items():
             pl_module.log(f"val/{key}", value, sync_dist=False)
         self.last_results = results
         self.last_step = pl_module.generator_steps
-        log.info("step %d: %s", self.last_step, results)
+        log.info("step %d: %s", self.last_step, {k: round(v, 4) for k, v in results.items()})
 
 
 def build_validation_metrics(
-    num_samples: int = 1000,
+    datamodule: Any,
+    num_samples: int = 2000,
+    extractors: list[str] | tuple[str, ...] = ("domain",),
     fid: bool = True,
     kid: bool = False,
+    inception_score: bool = True,
+    kid_subset_size: int = 1000,
+    is_splits: int = 10,
     weights_path: str | None = None,
+    cache_real_stats: bool = True,
 ) -> ValidationMetrics | None:
-    """FID (and KID) on Inception pool3 features, weights resolved offline-first."""
-    from gan_lab.metrics.inception_weights import make_fid, make_kid, resolve_inception_weights
-
-    if not (fid or kid):
+    """The validation metrics of ``conf/metrics/``: one extractor pass feeds all metrics."""
+    if not (fid or kid or inception_score) or not extractors:
         return None
-    weights = resolve_inception_weights(weights_path)
-    metrics: dict[str, Metric] = {}
-    if fid:
-        metrics["fid"] = make_fid(weights, reset_real_features=False, normalize=True)
-    if kid:
-        subset = min(1000, num_samples // 2)
-        metrics["kid"] = make_kid(
-            weights, reset_real_features=False, normalize=True, subset_size=subset
-        )
-    return ValidationMetrics(metrics, num_samples=num_samples, extractor="inception")
+    built = {
+        name: build_extractor(name, datamodule=datamodule, weights_path=weights_path)
+        for name in extractors
+    }
+    stats_dir = datamodule.data_dir / "cache" / "stats" if cache_real_stats else None
+    return ValidationMetrics(
+        built,
+        num_samples=num_samples,
+        fid=fid,
+        kid=kid,
+        inception_score=inception_score,
+        kid_subset_size=kid_subset_size,
+        is_splits=is_splits,
+        stats_dir=stats_dir,
+    )

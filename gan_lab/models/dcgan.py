@@ -43,7 +43,7 @@ def _auto_convt_padding(kernel: int, stride: int) -> tuple[int, int]:
 
 
 class DCGANGenerator(nn.Module):
-    """Maps latent vectors ``[B, latent_dim]`` to images ``[B, channels, size, size]`` in [-1, 1]."""
+    """Maps latent vectors ``[B, latent_dim]`` to images ``[B, channels, size, size]``, [-1, 1]."""
 
     def __init__(
         self,

@@ -20,7 +20,9 @@ NORMS = ("batch", "instance", "layer", "none")
 def activation(name: str, knob: str) -> nn.Module:
     """A fresh activation module by name; ``knob`` is the config key named in errors."""
     if name not in ACTIVATIONS:
-        raise UserError(f"unknown activation {name!r} for {knob}; choose one of {sorted(ACTIVATIONS)}")
+        raise UserError(
+            f"unknown activation {name!r} for {knob}; choose one of {sorted(ACTIVATIONS)}"
+        )
     return ACTIVATIONS[name]()
 
 

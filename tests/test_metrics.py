@@ -1,0 +1,177 @@
+"""Validation metrics: the domain classifier, one-pass feeding of torchmetrics, real-stat cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+
+from gan_lab.data import MNISTDataModule
+from gan_lab.errors import UserError
+from gan_lab.metrics.domain import (
+    MIN_ACCURACY,
+    DomainClassifier,
+    classifier_path,
+    ensure_classifier,
+    load_classifier,
+)
+from gan_lab.metrics.extractors import DomainExtractor
+from gan_lab.metrics.validation import ValidationMetrics, to_unit_images
+
+
+@pytest.fixture(scope="session")
+def mnist(shared_data: Path, session_data_dir: Path) -> MNISTDataModule:
+    dm = MNISTDataModule(str(session_data_dir), mirrors=[str(shared_data)], val_samples=2000)
+    dm.setup()
+    return dm
+
+
+@pytest.fixture(scope="session")
+def mnist_classifier(mnist: MNISTDataModule) -> tuple[DomainClassifier, dict]:
+    """The real MNIST classifier from the user cache, trained there once if missing (~1 min)."""
+    return ensure_classifier(mnist)
+
+
+@pytest.mark.slow
+def test_mnist_classifier_meets_its_accuracy_floor(mnist, mnist_classifier):
+    _, record = mnist_classifier
+    assert record["test_accuracy"] >= MIN_ACCURACY["mnist"] >= 0.99
+    assert record["data_digest"] == mnist.data_digest()
+    path = classifier_path("mnist", 28, 1)
+    assert json.loads(path.with_suffix(".json").read_text())["test_accuracy"] == pytest.approx(
+        record["test_accuracy"]
+    )
+
+
+@pytest.mark.slow
+def test_domain_fid_and_is_rank_real_above_noise(mnist, mnist_classifier):
+    extractor = DomainExtractor(mnist_classifier[0], "mnist", mnist_classifier[1])
+    test = to_unit_images(mnist.test_images()[:2000])
+    train = to_unit_images(mnist.train_images()[:2000])
+    noise = torch.rand_like(test)
+
+    def fid(a: torch.Tensor, b: torch.Tensor) -> float:
+        m = FrechetInceptionDistance(_Features(extractor), reset_real_features=True)
+        m.update(a, real=True)
+        m.update(b, real=False)
+        return float(m.compute())
+
+    same, far = fid(test, train), fid(test, noise)
+    assert same < 10 and far > 50 * same, (same, far)
+    score = InceptionScore(_Logits(extractor), splits=10)
+    score.update(test)
+    real_is = float(score.compute()[0])
+    score = InceptionScore(_Logits(extractor), splits=10)
+    score.update(noise)
+    assert real_is > 9.0 and float(score.compute()[0]) < 2.0
+
+
+class _Features(torch.nn.Module):
+    def __init__(self, extractor: DomainExtractor) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.num_features = extractor.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.extractor(x)["features"]
+
+
+class _Logits(_Features):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.extractor(x)["logits"]
+
+
+class _TinyExtractor(torch.nn.Module):
+    """A fixed random projection with logits: enough to check how metrics are fed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.proj = torch.randn(3 * 8 * 8, 16, generator=g)
+        self.head = torch.randn(16, 10, generator=g)
+        self.has_logits, self.num_features, self.num_classes = True, 16, 10
+        self.identity = "tiny-v1"
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = x.expand(-1, 3, -1, -1).flatten(1) @ self.proj
+        return {"features": f, "logits": f @ self.head}
+
+
+def test_one_pass_feeding_equals_torchmetrics_with_the_extractor(tmp_path):
+    """FID and IS fed precomputed outputs equal torchmetrics running the extractor itself."""
+    ex = _TinyExtractor()
+    real_u8 = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    fake = torch.rand(64, 1, 8, 8) * 2 - 1
+    vm = ValidationMetrics({"tiny": ex}, num_samples=64, stats_dir=tmp_path)
+    outputs = vm.real_outputs("tiny", real_u8, torch.device("cpu"))
+    fid_vm = next(m for _, n, _, m in vm.metrics if n == "fid_tiny")
+    is_vm = next(m for _, n, _, m in vm.metrics if n == "is_tiny")
+    fid_vm.update(outputs["features"], real=True)
+    out = ex(to_unit_images(fake))
+    fid_vm.update(out["features"], real=False)
+    is_vm.update(out["logits"])
+
+    ref = FrechetInceptionDistance(_Features(ex))
+    ref.update(to_unit_images(real_u8), real=True)
+    ref.update(to_unit_images(fake), real=False)
+    assert float(fid_vm.compute()) == pytest.approx(float(ref.compute()), rel=1e-6)
+    torch.manual_seed(0)
+    got = is_vm.compute()
+    ref_is = InceptionScore(_Logits(ex), splits=10)
+    ref_is.update(to_unit_images(fake))
+    torch.manual_seed(0)
+    assert float(got[0]) == pytest.approx(float(ref_is.compute()[0]), rel=1e-6)
+
+
+def test_real_statistics_are_cached_by_content(tmp_path, monkeypatch):
+    ex = _TinyExtractor()
+    real = torch.randint(0, 256, (32, 1, 8, 8), dtype=torch.uint8)
+    vm = ValidationMetrics({"tiny": ex}, num_samples=32, stats_dir=tmp_path)
+    first = vm.real_outputs("tiny", real, torch.device("cpu"))
+    files = list(tmp_path.glob("tiny-32-*.pt"))
+    assert len(files) == 1
+    # A cache hit must not run the extractor at all.
+    monkeypatch.setattr(ex, "forward", lambda x: pytest.fail("extractor ran on a cache hit"))
+    again = vm.real_outputs("tiny", real, torch.device("cpu"))
+    assert torch.equal(first["features"], again["features"])
+    monkeypatch.undo()
+    # Other images (one pixel changed) are another entry; a damaged entry is recomputed.
+    changed = real.clone()
+    changed[0, 0, 0, 0] ^= 1
+    vm.real_outputs("tiny", changed, torch.device("cpu"))
+    assert len(list(tmp_path.glob("tiny-32-*.pt"))) == 2
+    files[0].write_bytes(b"garbage")
+    assert torch.equal(vm.real_outputs("tiny", real, torch.device("cpu"))["features"],
+                       first["features"])  # fmt: skip
+
+
+def test_inception_score_without_logits_is_reported_unavailable(tmp_path):
+    ex = _TinyExtractor()
+    ex.has_logits = False
+    vm = ValidationMetrics({"inception": ex}, num_samples=100, stats_dir=None)
+    assert [n for _, n, _, _ in vm.metrics] == ["fid_inception"]
+    protocol = vm.protocol()
+    assert "logits" in protocol["unavailable"]["is_inception"]
+    assert protocol["label"].startswith("cheap") and protocol["monitor"] == "fid_inception"
+
+
+def test_folder_data_has_no_domain_classifier(tmp_path):
+    class Folder:
+        name = "folder"
+
+    with pytest.raises(UserError, match="no domain classifier for 'folder'"):
+        ensure_classifier(Folder())
+
+
+def test_stale_or_damaged_classifier_is_refused(tmp_path):
+    path = tmp_path / "mnist-28px-1ch-v1.pt"
+    with pytest.raises(UserError, match="no domain classifier"):
+        load_classifier(path)
+    path.write_bytes(b"junk")
+    path.with_suffix(".json").write_text("{}")
+    with pytest.raises(UserError, match="unreadable"):
+        load_classifier(path)
