@@ -61,6 +61,42 @@ def check_group_choices(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
                 )
 
 
+def check_composes(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
+    """Compose the config with these overrides (a sweep's first values) before Hydra runs.
+
+    Hydra reports a bad override (an unknown key, a null group, a type error) over several
+    lines, or with a traceback, and exits 0 for some of them; this turns it into one line.
+    """
+    from hydra import compose, initialize_config_dir
+    from omegaconf.errors import OmegaConfBaseException
+
+    parsed_args = get_args_parser().parse_known_args(list(args))[0]
+    if parsed_args.help or parsed_args.hydra_help or parsed_args.info:
+        return
+    try:
+        parsed = OverridesParser.create().parse_overrides(parsed_args.overrides)
+    except HydraException as err:
+        raise UserError(f"cannot parse overrides: {str(err).splitlines()[0]}") from err
+    first = []
+    for override in parsed:
+        if override.key_or_group.lstrip("+~").startswith("hydra"):
+            continue  # launcher/sweeper choices are Hydra's own business
+        text = override.input_line
+        if override.is_sweep_override():
+            value = next(iter(override.sweep_string_iterator()))
+            text = f"{override.get_key_element()}={value}"
+        first.append(text)
+    try:
+        with initialize_config_dir(str(conf_dir), version_base="1.3"):
+            compose("config", overrides=first)
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = "; ".join(lines[:3]) or type(err).__name__
+        if "Got NoneType" in detail:
+            detail += " (turn a group off with its 'none' option, e.g. metrics=none)"
+        raise UserError(f"bad override: {detail}") from err
+
+
 def run_user_errors_as_one_line(fn: Callable[[], T]) -> T:
     """Run ``fn``; a UserError anywhere in its cause chain becomes ``error: ...`` and exit 2."""
     try:
@@ -71,3 +107,16 @@ def run_user_errors_as_one_line(fn: Callable[[], T]) -> T:
             raise
         exit_with_error(str(user_error))
         raise  # unreachable; keeps type checkers content
+
+
+def datamodule_from_conf(name: str, overrides: Sequence[str] = (), conf_dir: Path = CONF_DIR):
+    """The datamodule of ``conf/data/<name>.yaml`` (paths from the environment, as in training)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    options = sorted(p.stem for p in (conf_dir / "data").glob("*.yaml"))
+    if name not in options:
+        raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(options)}")
+    with initialize_config_dir(str(conf_dir), version_base="1.3"):
+        cfg = compose("config", overrides=[f"data={name}", "metrics=none", *overrides])
+    return instantiate(cfg.data)

@@ -14,7 +14,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gan_lab.cli import check_group_choices, find_user_error, run_user_errors_as_one_line
+from gan_lab.cli import (
+    check_composes,
+    check_group_choices,
+    find_user_error,
+    run_user_errors_as_one_line,
+)
 from gan_lab.training import fit
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,7 @@ def _finish_wandb() -> None:
 def main() -> None:
     """Console-script entry point (``gan-lab-train``)."""
     run_user_errors_as_one_line(lambda: check_group_choices(sys.argv[1:]))
+    run_user_errors_as_one_line(lambda: check_composes(sys.argv[1:]))
     train()
 
 

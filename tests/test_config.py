@@ -10,7 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from gan_lab.cli import check_group_choices
+from gan_lab.cli import check_composes, check_group_choices
 from gan_lab.errors import UserError
 from gan_lab.training import build_trainer, resolve_precision
 
@@ -77,3 +77,22 @@ def test_sweep_values_are_checked_too():
     check_group_choices(["-m", "data=mnist,cifar10", "seed=0,1"], CONF)
     with pytest.raises(UserError, match="unknown model 'nope'"):
         check_group_choices(["-m", "model=dcgan,nope"], CONF)
+
+
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["trainer.foo=1"], "+trainer.foo=1"),
+        (["metrics=null"], "metrics=none"),
+        (["-m", "seed=0,1", "optimizer.nope=2"], "optimizer.nope"),
+    ],
+)
+def test_bad_overrides_are_one_line(args, fragment):
+    with pytest.raises(UserError) as err:
+        check_composes(args, CONF)
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_good_overrides_and_sweeps_compose():
+    check_composes(["-m", "model.latent_dim=25,50", "data=mnist,cifar10"], CONF)
+    check_composes(["--cfg", "job", "trainer=cpu_bf16", "hydra/launcher=basic"], CONF)

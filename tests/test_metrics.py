@@ -12,6 +12,7 @@ from torchmetrics.image.inception import InceptionScore
 
 from gan_lab.data import MNISTDataModule
 from gan_lab.errors import UserError
+from gan_lab.metrics.compute import to_unit_images
 from gan_lab.metrics.domain import (
     MIN_ACCURACY,
     DomainClassifier,
@@ -20,7 +21,7 @@ from gan_lab.metrics.domain import (
     load_classifier,
 )
 from gan_lab.metrics.extractors import DomainExtractor
-from gan_lab.metrics.validation import ValidationMetrics, to_unit_images
+from gan_lab.metrics.validation import ValidationMetrics
 
 
 @pytest.fixture(scope="session")
@@ -104,9 +105,10 @@ class _TinyExtractor(torch.nn.Module):
 def test_one_pass_feeding_equals_torchmetrics_with_the_extractor(tmp_path):
     """FID and IS fed precomputed outputs equal torchmetrics running the extractor itself."""
     ex = _TinyExtractor()
-    real_u8 = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
-    fake = torch.rand(64, 1, 8, 8) * 2 - 1
-    vm = ValidationMetrics({"tiny": ex}, num_samples=64, stats_dir=tmp_path)
+    g = torch.Generator().manual_seed(1)
+    real_u8 = torch.randint(0, 256, (256, 1, 8, 8), dtype=torch.uint8, generator=g)
+    fake = torch.rand(256, 1, 8, 8, generator=g) * 1.5 - 1  # another distribution
+    vm = ValidationMetrics({"tiny": ex}, num_samples=256, stats_dir=tmp_path)
     outputs = vm.real_outputs("tiny", real_u8, torch.device("cpu"))
     fid_vm = next(m for _, n, _, m in vm.metrics if n == "fid_tiny")
     is_vm = next(m for _, n, _, m in vm.metrics if n == "is_tiny")
@@ -118,7 +120,8 @@ def test_one_pass_feeding_equals_torchmetrics_with_the_extractor(tmp_path):
     ref = FrechetInceptionDistance(_Features(ex))
     ref.update(to_unit_images(real_u8), real=True)
     ref.update(to_unit_images(fake), real=False)
-    assert float(fid_vm.compute()) == pytest.approx(float(ref.compute()), rel=1e-6)
+    got_fid = float(fid_vm.compute())
+    assert got_fid > 1.0 and got_fid == pytest.approx(float(ref.compute()), rel=1e-6)
     torch.manual_seed(0)
     got = is_vm.compute()
     ref_is = InceptionScore(_Logits(ex), splits=10)

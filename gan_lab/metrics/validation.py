@@ -34,30 +34,13 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan_lab.data.cache import atomic_write
+from gan_lab.metrics.compute import Passthrough, to_unit_images
 from gan_lab.metrics.extractors import build_extractor
 
 log = logging.getLogger(__name__)
 
 # Fewer samples than this give biased FID/KID and noisy IS; such results are labelled "cheap".
 SOUND_NUM_SAMPLES = 10_000
-
-
-def to_unit_images(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] (float) or [0, 255] (uint8) images -> float32 [0, 1]."""
-    if x.dtype == torch.uint8:
-        return x.float().div_(255.0)
-    return ((x.float() + 1.0) / 2.0).clamp_(0.0, 1.0)
-
-
-class Passthrough(nn.Module):
-    """Hands precomputed features to a torchmetrics metric as its "feature extractor"."""
-
-    def __init__(self, num_features: int) -> None:
-        super().__init__()
-        self.num_features = num_features
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x
 
 
 class ValidationMetrics(L.Callback):

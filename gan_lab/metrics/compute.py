@@ -1,0 +1,108 @@
+"""Whole-set metrics: extract features of two image sets, then torchmetrics FID / KID / IS.
+
+The batch counterpart of :class:`gan_lab.metrics.validation.ValidationMetrics`, for the
+``gan_lab.fid`` and ``gan_lab.eval`` commands and notebooks. The same torchmetrics classes
+compute the numbers, fed precomputed features through :class:`Passthrough`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import nn
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.inception import InceptionScore
+from torchmetrics.image.kid import KernelInceptionDistance
+
+log = logging.getLogger(__name__)
+
+
+class Passthrough(nn.Module):
+    """Hands precomputed features to a torchmetrics metric as its "feature extractor"."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def to_unit_images(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] (float) or [0, 255] (uint8) images -> float32 [0, 1]."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    return ((x.float() + 1.0) / 2.0).clamp_(0.0, 1.0)
+
+
+@torch.no_grad()
+def extract(
+    extractor: nn.Module,
+    batches: Iterator[torch.Tensor] | list[torch.Tensor],
+    device: torch.device | str = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Run ``extractor`` over batches of images (uint8, or float in [-1, 1]); outputs in fp32."""
+    outs: dict[str, list[torch.Tensor]] = {}
+    done = 0
+    for batch in batches:
+        result = extractor(to_unit_images(batch.to(device)))
+        for key, value in result.items():
+            outs.setdefault(key, []).append(value.float().cpu())
+        done += len(batch)
+        if progress is not None:
+            progress(done)
+    return {k: torch.cat(v) for k, v in outs.items()}
+
+
+def in_batches(images: torch.Tensor, batch_size: int = 250) -> Iterator[torch.Tensor]:
+    for start in range(0, len(images), batch_size):
+        yield images[start : start + batch_size]
+
+
+def fid_score(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """torchmetrics FID between two feature sets [N, D] (computed in float64)."""
+    metric = FrechetInceptionDistance(Passthrough(real.size(1)))
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    return float(metric.compute())
+
+
+def kid_score(
+    real: torch.Tensor, fake: torch.Tensor, subset_size: int = 1000
+) -> tuple[float, float]:
+    """torchmetrics KID (mean, std over 100 subsets) between two feature sets."""
+    subset = max(2, min(subset_size, len(real), len(fake)))
+    metric = KernelInceptionDistance(Passthrough(real.size(1)), subset_size=subset)
+    metric.update(real, real=True)
+    metric.update(fake, real=False)
+    mean, std = metric.compute()
+    return float(mean), float(std)
+
+
+def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tuple[float, float]:
+    """torchmetrics Inception Score (mean, std over ``splits``) of class logits [N, K]."""
+    metric = InceptionScore(Passthrough(logits.size(1)), splits=splits)
+    metric.update(logits)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)  # IS shuffles before splitting: make it reproducible
+    try:
+        mean, std = metric.compute()
+    finally:
+        torch.random.set_rng_state(state)
+    return float(mean), float(std)
+
+
+def timed_extract(
+    extractor: nn.Module, images: torch.Tensor, what: str, batch_size: int = 250
+) -> dict[str, torch.Tensor]:
+    """:func:`extract` over a uint8 tensor, logging images/s."""
+    start = time.perf_counter()
+    out = extract(extractor, in_batches(images, batch_size))
+    took = time.perf_counter() - start
+    log.info("%s: %d images in %.1f s (%.0f images/s)", what, len(images), took,
+             len(images) / max(took, 1e-9))  # fmt: skip
+    return out
