@@ -61,7 +61,9 @@ def check_group_choices(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
                 )
 
 
-def check_composes(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
+def check_composes(
+    args: Sequence[str], conf_dir: Path = CONF_DIR, config_name: str = "config"
+) -> None:
     """Compose the config with these overrides (a sweep's first values) before Hydra runs.
 
     Hydra reports a bad override (an unknown key, a null group, a type error) over several
@@ -88,7 +90,7 @@ def check_composes(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
         first.append(text)
     try:
         with initialize_config_dir(str(conf_dir), version_base="1.3"):
-            compose("config", overrides=first)
+            compose(config_name, overrides=first)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         detail = "; ".join(lines[:3]) or type(err).__name__

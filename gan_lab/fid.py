@@ -26,7 +26,13 @@ from gan_lab.cli import datamodule_from_conf, run_user_errors_as_one_line
 from gan_lab.data.folder import scan_images
 from gan_lab.data.transforms import fit_images
 from gan_lab.errors import UserError
-from gan_lab.metrics.compute import fid_score, inception_score, kid_score, timed_extract
+from gan_lab.metrics.compute import (
+    cached_outputs,
+    fid_score,
+    inception_score,
+    kid_score,
+    timed_extract,
+)
 from gan_lab.metrics.extractors import build_extractor
 
 log = logging.getLogger("gan_lab.fid")
@@ -68,6 +74,11 @@ def load_set(spec: str, limit: int | None = None) -> tuple[torch.Tensor, Any]:
     return images[:limit], datamodule
 
 
+def _stats_dir(datamodule: Any) -> Path:
+    """Dataset splits share the real-statistics cache of training and gan_lab.eval."""
+    return Path(datamodule.data_dir) / "cache" / "stats"
+
+
 def evaluate_sets(
     spec_a: str,
     spec_b: str,
@@ -91,8 +102,12 @@ def evaluate_sets(
         extractor = build_extractor("inception", weights_path=weights_path)
     else:
         raise UserError(f"unknown extractor {extractor_name!r}; use inception or domain:<dataset>")
-    out_a = timed_extract(extractor, a, f"{spec_a} ({extractor_name})")
-    out_b = timed_extract(extractor, b, f"{spec_b} ({extractor_name})")
+    out_a, out_b = (
+        cached_outputs(extractor, x, _stats_dir(dm), extractor.name)
+        if dm is not None
+        else timed_extract(extractor, x, f"{spec} ({extractor_name})")
+        for x, dm, spec in ((a, dm_a, spec_a), (b, dm_b, spec_b))
+    )
     result: dict[str, Any] = {
         "fid": fid_score(out_a["features"], out_b["features"]),
         "extractor": getattr(extractor, "identity", extractor_name),

@@ -35,6 +35,7 @@ class GANModule(L.LightningModule):
         n_disc: int = 1,
         num_fixed_samples: int = 64,
         seed: int = 0,
+        config: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -45,6 +46,9 @@ class GANModule(L.LightningModule):
         self.loss = loss if loss is not None else NonSaturatingLoss()
         self.latent_dim = latent_dim
         self.n_disc = n_disc
+        # The resolved run config, stored in every checkpoint: gan_lab.eval / gan_lab.sample
+        # rebuild the networks and the data from it.
+        self.config = config
         # Fixed noise for sample grids: a buffer, so it is checkpointed and follows the device.
         noise = torch.randn(
             num_fixed_samples, latent_dim, generator=torch.Generator().manual_seed(seed)
@@ -99,6 +103,9 @@ class GANModule(L.LightningModule):
             },
             prog_bar=True,
         )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["gan_lab_config"] = self.config
 
     def validation_step(self, real: torch.Tensor, batch_idx: int) -> torch.Tensor:
         """Generate as many images as the real batch holds; metric callbacks consume both."""

@@ -41,6 +41,7 @@ def build_module(cfg: DictConfig) -> GANModule:
         latent_dim=cfg.model.latent_dim,
         n_disc=cfg.n_disc,
         seed=cfg.seed,
+        config=OmegaConf.to_container(cfg, resolve=True),
     )
 
 

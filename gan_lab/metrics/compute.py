@@ -7,15 +7,19 @@ compute the numbers, fed precomputed features through :class:`Passthrough`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
+
+from gan_lab.data.cache import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +101,47 @@ def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tu
 
 
 def timed_extract(
-    extractor: nn.Module, images: torch.Tensor, what: str, batch_size: int = 250
+    extractor: nn.Module,
+    images: torch.Tensor,
+    what: str,
+    batch_size: int = 250,
+    device: torch.device | str = "cpu",
 ) -> dict[str, torch.Tensor]:
     """:func:`extract` over a uint8 tensor, logging images/s."""
     start = time.perf_counter()
-    out = extract(extractor, in_batches(images, batch_size))
+    out = extract(extractor, in_batches(images, batch_size), device)
     took = time.perf_counter() - start
     log.info("%s: %d images in %.1f s (%.0f images/s)", what, len(images), took,
              len(images) / max(took, 1e-9))  # fmt: skip
     return out
+
+
+def cached_outputs(
+    extractor: nn.Module,
+    real: torch.Tensor,
+    stats_dir: Path | None,
+    name: str,
+    device: torch.device | str = "cpu",
+) -> dict[str, torch.Tensor]:
+    """``extract`` over uint8 ``real`` images, cached in ``stats_dir`` (None: no cache).
+
+    The key is the extractor's identity (weights hash, or classifier version and data digest)
+    and a sha256 of the images themselves, so any change of data or weights misses and a hit
+    is exact. A damaged entry is recomputed, never trusted.
+    """
+    path = None
+    if stats_dir is not None:
+        content = hashlib.sha256(real.contiguous().numpy().tobytes()).hexdigest()
+        ident = f"{extractor.identity}|{tuple(real.shape)}|{content}"
+        digest = hashlib.sha256(ident.encode()).hexdigest()[:20]
+        path = Path(stats_dir) / f"{name}-{len(real)}-{digest}.pt"
+        if path.is_file():
+            try:
+                cached = torch.load(path, map_location="cpu", weights_only=True)
+                return {k: v.to(device) for k, v in cached.items()}
+            except Exception as err:
+                log.warning("real statistics %s unreadable (%s); recomputing", path, err)
+    result = timed_extract(extractor, real, f"real images ({name})", device=device)
+    if path is not None:
+        atomic_write(path, lambda f: torch.save(result, f))
+    return {k: v.to(device) for k, v in result.items()}

@@ -153,7 +153,9 @@ def train_classifier(
             loss.backward()
             opt.step()
             sched.step()
-        log.info("domain classifier %s: epoch %d/%d, loss %.4f", dataset, epoch + 1, epochs, loss)
+        log.info(
+            "domain classifier %s: epoch %d/%d, loss %.4f", dataset, epoch + 1, epochs, loss.item()
+        )
     acc = accuracy(model, test_images, test_labels)
     record = {
         "dataset": dataset,

@@ -19,7 +19,6 @@ Names in the logger and ``summary.json``: ``fid_<extractor>``, ``kid_<extractor>
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -33,8 +32,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from gan_lab.data.cache import atomic_write
-from gan_lab.metrics.compute import Passthrough, to_unit_images
+from gan_lab.metrics.compute import Passthrough, cached_outputs, to_unit_images
 from gan_lab.metrics.extractors import build_extractor
 
 log = logging.getLogger(__name__)
@@ -104,35 +102,9 @@ class ValidationMetrics(L.Callback):
         }
 
     # ------------------------------------------------------------------ real statistics
-    def _stats_path(self, name: str, real: torch.Tensor) -> Path | None:
-        """The cache entry for these exact real images (content hash) and this extractor."""
-        if self.stats_dir is None:
-            return None
-        content = hashlib.sha256(real.contiguous().numpy().tobytes()).hexdigest()
-        ident = f"{self.extractors[name].identity}|{tuple(real.shape)}|{content}"
-        digest = hashlib.sha256(ident.encode()).hexdigest()[:20]
-        return self.stats_dir / f"{name}-{len(real)}-{digest}.pt"
-
-    @torch.no_grad()
     def real_outputs(self, name: str, real: torch.Tensor, device: torch.device) -> dict:
         """The extractor's outputs on the real images, from the stats cache when present."""
-        path = self._stats_path(name, real)
-        if path is not None and path.is_file():
-            try:
-                return torch.load(path, map_location=device, weights_only=True)
-            except Exception as err:  # a damaged cache entry is rebuilt, never trusted
-                log.warning("real statistics %s unreadable (%s); recomputing", path, err)
-        extractor = self.extractors[name]
-        outs: dict[str, list[torch.Tensor]] = {}
-        for start in range(0, len(real), 250):
-            batch = to_unit_images(real[start : start + 250].to(device))
-            for key, value in extractor(batch).items():
-                outs.setdefault(key, []).append(value.float())
-        result = {k: torch.cat(v) for k, v in outs.items()}
-        if path is not None:
-            cpu = {k: v.cpu() for k, v in result.items()}
-            atomic_write(path, lambda f: torch.save(cpu, f))
-        return result
+        return cached_outputs(self.extractors[name], real, self.stats_dir, name, device)
 
     def _load_real(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         start = time.perf_counter()

@@ -1,0 +1,127 @@
+"""Evaluate a checkpoint: ``python -m gan_lab.eval ckpt_path=<file.ckpt or run dir> [overrides]``.
+
+Generates ``metrics.num_samples`` images (10,000 by default: the sound protocol) and scores them
+against as many held-out real images with the metrics of ``conf/metrics/``; writes
+``<run dir>/eval.json`` (and ``out=`` if given) and prints it. Runs on CPU or CUDA.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gan_lab.checkpoints import load_generator, resolve_ckpt_path
+from gan_lab.cli import check_composes, find_user_error, run_user_errors_as_one_line
+from gan_lab.metrics.compute import cached_outputs, extract, fid_score, inception_score, kid_score
+from gan_lab.metrics.extractors import build_extractor
+from gan_lab.metrics.validation import SOUND_NUM_SAMPLES
+from gan_lab.summary import write_summary
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def generated_batches(generator, latent_dim: int, n: int, batch_size: int, seed: int, device):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    for start in range(0, n, batch_size):
+        z = torch.randn(min(batch_size, n - start), latent_dim, generator=g).to(device)
+        with torch.no_grad():
+            yield generator(z)
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Score the checkpoint's generator; the result dict is what eval.json holds."""
+    start = time.perf_counter()
+    device = pick_device(cfg.device)
+    generator, config, ckpt = load_generator(cfg.ckpt_path)
+    generator.to(device)
+    m = cfg.metrics
+    data_cfg = {**config["data"], "data_dir": cfg.paths.data_dir, "mirrors": cfg.paths.data_mirrors,
+                "val_samples": m.num_samples}  # fmt: skip
+    datamodule = instantiate(OmegaConf.create(data_cfg))
+    real = datamodule.val_images()
+    if len(real) < m.num_samples:
+        log.warning("only %d held-out images: scoring %d samples", len(real), len(real))
+    n = len(real)
+    stats_dir = Path(datamodule.data_dir) / "cache" / "stats" if m.cache_real_stats else None
+    results: dict[str, float] = {}
+    unavailable: dict[str, str] = {}
+    for name in m.extractors:
+        extractor = build_extractor(name, datamodule=datamodule, weights_path=m.weights_path)
+        extractor.to(device)
+        real_out = cached_outputs(extractor, real, stats_dir, name, device)
+        fake_out = extract(
+            extractor,
+            generated_batches(generator, config["model"]["latent_dim"], n, cfg.batch_size,
+                              cfg.seed, device),
+            device,
+        )  # fmt: skip
+        real_f, fake_f = real_out["features"].cpu(), fake_out["features"]
+        if m.fid:
+            results[f"fid_{name}"] = fid_score(real_f, fake_f)
+        if m.kid:
+            kid = kid_score(real_f, fake_f, m.kid_subset_size)
+            results[f"kid_{name}_mean"], results[f"kid_{name}_std"] = kid
+        if m.inception_score:
+            if "logits" in fake_out:
+                mean, std = inception_score(fake_out["logits"], m.is_splits)
+                results[f"is_{name}_mean"], results[f"is_{name}_std"] = mean, std
+            else:
+                unavailable[f"is_{name}"] = "the Inception weights have no logits layer"
+    sound = n >= SOUND_NUM_SAMPLES
+    return {
+        "ckpt_path": str(resolve_ckpt_path(cfg.ckpt_path)),
+        "generator_steps": int(ckpt.get("global_step", 0)) // (config.get("n_disc", 1) + 1),
+        "dataset": datamodule.name,
+        "metrics": results,
+        "metrics_protocol": {
+            "num_samples": n,
+            "label": "sound" if sound else f"cheap ({n} < {SOUND_NUM_SAMPLES})",
+            "extractors": list(m.extractors),
+            "unavailable": unavailable,
+            "seed": cfg.seed,
+        },
+        "device": str(device),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
+def eval_checkpoint(cfg: DictConfig) -> None:
+    try:
+        result = evaluate(cfg)
+    except Exception as err:
+        user_error = find_user_error(err)
+        if user_error is None:
+            raise
+        print(f"error: {user_error}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    write_summary(run_dir / "eval.json", result)
+    if cfg.out:
+        write_summary(cfg.out, result)
+    print(json.dumps(result, indent=1))
+
+
+def main() -> None:
+    run_user_errors_as_one_line(lambda: check_composes(sys.argv[1:], config_name="eval"))
+    eval_checkpoint()
+
+
+if __name__ == "__main__":
+    main()
