@@ -1,0 +1,38 @@
+"""notebooks/gan_lab.ipynb runs cleanly (nbclient) on a tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+from conftest import REPO, SHARED_DATA, compose_config
+from nbclient import NotebookClient
+
+from gan_lab.training import fit
+
+
+@pytest.mark.slow
+def test_notebook_executes(tmp_path, session_data_dir, monkeypatch):
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip("no shared data mirror")
+    run_dir = tmp_path / "run"
+    cfg = compose_config(
+        ["logger=none", "metrics=none", "trainer=cpu", "trainer.max_steps=20",
+         "trainer.enable_progress_bar=false", "data.batch_size=32",
+         f"paths.data_dir={session_data_dir}", f"paths.data_mirrors={SHARED_DATA}"],
+        run_dir,
+    )  # fmt: skip
+    fit(cfg, run_dir)
+    monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
+    monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
+    monkeypatch.setenv("GAN_LAB_NB_CKPTS", json.dumps({"tiny run": str(run_dir)}))
+    monkeypatch.setenv("GAN_LAB_NB_SIZES", "100,300")
+    monkeypatch.setenv("GAN_LAB_NB_DRAWS", "2")
+    nb = nbformat.read(REPO / "notebooks" / "gan_lab.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO)}}).execute()  # fmt: skip
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = json.dumps([o.get("data", o.get("text", "")) for o in outputs])
+    assert "tiny run" in text and "uniform noise" in text and "| 300 |" in text
