@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from conftest import run_train
@@ -24,7 +27,18 @@ def test_smoke_run_writes_summary_grids_checkpoints_and_offline_wandb(run_env, r
     assert (run_dir / "samples" / "latest.png").stat().st_size > 0
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     # No API key in the environment: W&B went offline by itself.
-    assert list((run_dir / "wandb").glob("offline-run-*")), "no offline W&B run written"
+    offline = list((run_dir / "wandb").glob("offline-run-*"))
+    assert offline, "no offline W&B run written"
+    # Read it back with wandb's own reader: config, losses, metrics and the sample grid.
+    wandb_cli = Path(sys.executable).with_name("wandb")
+    proc = subprocess.run([str(wandb_cli), "leet", "inspect", "--summary", "--json", str(offline[0])],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    run = json.loads(proc.stdout)
+    assert run["state"] == "finished" and run["config"]["model"]["latent_dim"] == 100
+    logged = run["summary"]
+    assert logged["val/fid_domain"] == pytest.approx(summary["metrics"]["fid_domain"])
+    assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake"} <= set(logged)
+    assert logged["samples"]["_type"].startswith("images")
 
 
 def _assert_one_line_error(proc, *fragments: str) -> None:
