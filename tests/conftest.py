@@ -10,7 +10,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def _shared_data() -> Path:
+    """The real-data mirror: ``../shared/data`` beside the repo (as CI has it), else the first
+    folder of GAN_LAB_DATA_MIRRORS that holds MNIST."""
+    beside = REPO.parent / "shared" / "data"
+    candidates = [
+        beside,
+        *(Path(p) for p in os.environ.get("GAN_LAB_DATA_MIRRORS", "").split(":") if p),
+    ]
+    return next((c for c in candidates if (c / "mnist").is_dir()), beside)
+
+
+SHARED_DATA = _shared_data()
 
 
 @pytest.fixture(scope="session")
