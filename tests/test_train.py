@@ -31,8 +31,8 @@ def test_smoke_run_writes_summary_grids_checkpoints_and_offline_wandb(run_env, r
     assert offline, "no offline W&B run written"
     # Read it back with wandb's own reader: config, losses, metrics and the sample grid.
     wandb_cli = Path(sys.executable).with_name("wandb")
-    proc = subprocess.run([str(wandb_cli), "leet", "inspect", "--summary", "--json", str(offline[0])],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    inspect = [str(wandb_cli), "leet", "inspect", "--summary", "--json", str(offline[0])]
+    proc = subprocess.run(inspect, capture_output=True, text=True, timeout=120)
     run = json.loads(proc.stdout)
     assert run["state"] == "finished" and run["config"]["model"]["latent_dim"] == 100
     logged = run["summary"]
