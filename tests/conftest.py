@@ -87,3 +87,17 @@ def run_train(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 60
         text=True,
         timeout=timeout,
     )
+
+
+def train_short_run(run_dir: Path, data_dir: Path, steps: int = 20) -> Path:
+    """A few real generator steps on real MNIST (no metrics, no logger); returns run_dir."""
+    from gan_lab.training import fit
+
+    cfg = compose_config(
+        ["logger=none", "metrics=none", "trainer=cpu", f"trainer.max_steps={steps}",
+         "trainer.enable_progress_bar=false", "data.batch_size=32",
+         f"paths.data_dir={data_dir}", f"paths.data_mirrors={SHARED_DATA}"],
+        run_dir,
+    )  # fmt: skip
+    fit(cfg, run_dir)
+    return run_dir

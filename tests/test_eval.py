@@ -8,26 +8,17 @@ import sys
 
 import pytest
 import torch
-from conftest import SHARED_DATA, compose_config
+from conftest import SHARED_DATA, train_short_run
 
 from gan_lab.checkpoints import load_checkpoint, load_generator
 from gan_lab.errors import UserError
-from gan_lab.training import fit
 
 
 @pytest.fixture(scope="module")
 def short_run(tmp_path_factory, session_data_dir):
     if not (SHARED_DATA / "mnist").is_dir():
         pytest.skip("no shared data mirror")
-    run_dir = tmp_path_factory.mktemp("run")
-    cfg = compose_config(
-        ["logger=none", "metrics=none", "trainer=cpu", "trainer.max_steps=30",
-         "trainer.enable_progress_bar=false", "data.batch_size=32",
-         f"paths.data_dir={session_data_dir}", f"paths.data_mirrors={SHARED_DATA}"],
-        run_dir,
-    )  # fmt: skip
-    fit(cfg, run_dir)
-    return run_dir
+    return train_short_run(tmp_path_factory.mktemp("run"), session_data_dir, steps=30)
 
 
 def test_checkpoint_carries_config_and_generator(short_run):

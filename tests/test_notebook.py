@@ -6,24 +6,15 @@ import json
 
 import nbformat
 import pytest
-from conftest import REPO, SHARED_DATA, compose_config
+from conftest import REPO, SHARED_DATA, train_short_run
 from nbclient import NotebookClient
-
-from gan_lab.training import fit
 
 
 @pytest.mark.slow
 def test_notebook_executes(tmp_path, session_data_dir, monkeypatch):
     if not (SHARED_DATA / "mnist").is_dir():
         pytest.skip("no shared data mirror")
-    run_dir = tmp_path / "run"
-    cfg = compose_config(
-        ["logger=none", "metrics=none", "trainer=cpu", "trainer.max_steps=20",
-         "trainer.enable_progress_bar=false", "data.batch_size=32",
-         f"paths.data_dir={session_data_dir}", f"paths.data_mirrors={SHARED_DATA}"],
-        run_dir,
-    )  # fmt: skip
-    fit(cfg, run_dir)
+    run_dir = train_short_run(tmp_path / "run", session_data_dir)
     monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
     monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
     monkeypatch.setenv("GAN_LAB_NB_CKPTS", json.dumps({"tiny run": str(run_dir)}))
