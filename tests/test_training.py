@@ -89,3 +89,29 @@ def test_training_beats_the_untrained_generator(tmp_path, session_data_dir):
         )  # fmt: skip
         fids[steps] = fit(cfg, tmp_path / str(steps))["metrics"]["fid_domain"]
     assert fids[400] < 0.5 * fids[0], fids
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_inception_metrics_at_validation_reach_logger_and_summary(tmp_path, session_data_dir):
+    """metrics=inception: fid_inception (and domain) in the CSV logger and summary.json."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip("no shared data mirror")
+    from gan_lab.metrics.inception_weights import resolve_inception_weights
+
+    has_logits = resolve_inception_weights().has_logits
+    run_dir = tmp_path / "run"
+    cfg = compose_config(
+        ["logger=csv", "metrics=inception", "metrics.num_samples=64", "trainer=cpu",
+         "trainer.max_steps=5", "trainer.enable_progress_bar=false", "data.batch_size=32",
+         f"paths.data_dir={session_data_dir}", f"paths.data_mirrors={SHARED_DATA}"],
+        run_dir,
+    )  # fmt: skip
+    summary = fit(cfg, run_dir)
+    metrics = summary["metrics"]
+    assert metrics["fid_inception"] > 0 and metrics["fid_domain"] > 0
+    assert ("is_inception_mean" in metrics) == has_logits
+    if not has_logits:
+        assert "logits" in summary["metrics_protocol"]["unavailable"]["is_inception"]
+    csv_text = (run_dir / "csv" / "metrics.csv").read_text()
+    assert "val/fid_inception" in csv_text and "val/fid_domain" in csv_text
