@@ -88,7 +88,8 @@ def test_radford_64_widths():
 
 
 MODEL_DATA = [("dcgan", "mnist"), ("dcgan", "cifar10"), ("dcgan32", "cifar10"),
-              ("dcgan64", "folder")]  # fmt: skip
+              ("dcgan64", "folder"), ("seed003", "mnist"), ("seed003", "cifar10"),
+              ("seed000_bedroom", "folder")]  # fmt: skip
 
 
 @pytest.mark.parametrize("model,data", MODEL_DATA)
@@ -105,3 +106,39 @@ def test_every_model_config_builds_the_data_shape(repo_root, model, data):
 def test_every_model_config_is_covered(repo_root):
     options = {p.stem for p in (repo_root / "conf" / "model").glob("*.yaml")}
     assert options == {m for m, _ in MODEL_DATA}
+
+
+@pytest.mark.parametrize("d_kernel", [2, 3, 4])
+@pytest.mark.parametrize("d_stride", [2, 3, 4])
+@pytest.mark.parametrize("max_pool", [False, True])
+@pytest.mark.parametrize("size", [28, 32])
+def test_seed003_every_swept_discriminator_builds(d_kernel, d_stride, max_pool, size):
+    from gan_lab.models.reports import build_seed003_discriminator
+
+    d = build_seed003_discriminator(size, 1, kernel_size=d_kernel, stride=d_stride,
+                                    max_pool=max_pool)  # fmt: skip
+    assert d(torch.randn(2, 1, size, size)).shape == (2,)
+
+
+@pytest.mark.parametrize("g_kernel", [2, 3, 4])
+@pytest.mark.parametrize("latent_dim", [25, 50, 100])
+def test_seed003_generator_knobs_keep_the_image_size(g_kernel, latent_dim):
+    from gan_lab.models.reports import build_seed003_generator
+
+    g = build_seed003_generator(28, 1, latent_dim=latent_dim, kernel_size=g_kernel)
+    assert g(torch.randn(2, latent_dim)).shape == (2, 1, 28, 28)
+
+
+def test_seed000_matches_the_report():
+    from gan_lab.models.reports import build_seed000_discriminator, build_seed000_generator
+
+    g = build_seed000_generator(64, 3, 100)
+    assert g.project[0].out_features == 16_384
+    convts = [m.out_channels for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert convts == [128, 64, 32]
+    assert g(torch.randn(2, 100)).shape == (2, 3, 64, 64)
+    d = build_seed000_discriminator(64, 3)
+    convs = [m.out_channels for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [32, 128, 256] and d(torch.randn(2, 3, 64, 64)).shape == (2,)
+    with pytest.raises(UserError, match="data.image_size=64"):
+        build_seed000_generator(32, 3, 100)
