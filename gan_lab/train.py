@@ -31,7 +31,7 @@ def train(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        summary = fit(cfg, Path(hydra_cfg.runtime.output_dir))
+        summary = fit(cfg, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
     except Exception as err:
         user_error = find_user_error(err)
         if user_error is not None:

@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.callbacks import RunStats
+from gan_lab.cli import find_user_error
 from gan_lab.errors import UserError
 from gan_lab.module import GANModule
 from gan_lab.summary import write_summary
@@ -74,11 +75,19 @@ def route_lightning_logs() -> None:
         logger.propagate = True
 
 
-def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train per ``cfg`` and write ``run_dir/summary.json``; returns the summary."""
+def fit(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Train per ``cfg`` and write ``run_dir/summary.json``; returns the summary.
+
+    ``overrides`` (the command line's, as Hydra saw them) go into the summary: sweep reports
+    group runs by them.
+    """
     route_lightning_logs()
     stats = RunStats()
-    summary: dict[str, Any] = {"status": "failed", "run_dir": str(run_dir)}
+    summary: dict[str, Any] = {
+        "status": "failed",
+        "run_dir": str(run_dir),
+        "overrides": list(overrides or []),
+    }
     trainer = module = metrics = None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -102,7 +111,9 @@ def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         summary.update(status="completed")
         return summary
     except BaseException as err:
-        summary["error"] = f"{type(err).__name__}: {err}"
+        user_error = find_user_error(err)
+        error = str(user_error) if user_error else f"{type(err).__name__}: {err}"
+        summary["error"] = " ".join(error.split())  # one line, as the console shows it
         raise
     finally:
         summary.update(_progress(trainer, module))
@@ -111,6 +122,7 @@ def fit(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             summary["metrics"] = metrics.last_results if metrics is not None else {}
             if metrics is not None:
                 summary["metrics_protocol"] = metrics.protocol()
+                summary["metrics_history"] = metrics.history
             summary["config"] = OmegaConf.to_container(cfg, resolve=True)
             write_summary(run_dir / "summary.json", summary)
             log.info("summary: %s", run_dir / "summary.json")

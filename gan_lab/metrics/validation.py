@@ -88,6 +88,7 @@ class ValidationMetrics(L.Callback):
         self.real_ready = False
         self.last_step = -1
         self.last_results: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []  # one entry per validation: step + metrics
         self.real_seconds = 0.0
 
     # ------------------------------------------------------------------ protocol
@@ -170,6 +171,7 @@ class ValidationMetrics(L.Callback):
             pl_module.log(f"val/{key}", value, sync_dist=False)
         self.last_results = results
         self.last_step = pl_module.generator_steps
+        self.history.append({"step": self.last_step, **results})
         log.info("step %d: %s", self.last_step, {k: round(v, 4) for k, v in results.items()})
 
 

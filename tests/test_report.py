@@ -1,0 +1,54 @@
+"""``python -m gan_lab.report`` over a real (tiny) Hydra multirun, one job of which fails."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import run_train
+
+
+@pytest.mark.slow
+def test_report_over_a_tiny_sweep_with_a_failed_job(run_env, repo_root, tmp_path, shared_data):
+    sweep = tmp_path / "sweep"
+    proc = run_train(
+        ["-m", "experiment=smoke", "logger=none", "trainer.max_steps=6", "metrics.num_samples=64",
+         "model.latent_dim=-1,16", "seed=0,1", f"hydra.sweep.dir={sweep}"],
+        run_env, repo_root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = [json.loads(p.read_text()) for p in sweep.rglob("summary.json")]
+    assert sorted(s["status"] for s in summaries) == ["completed"] * 2 + ["failed"] * 2
+    failed = [s for s in summaries if s["status"] == "failed"]
+    assert all("latent_dim" in s["error"] for s in failed)
+
+    out = subprocess.run(
+        [sys.executable, "-m", "gan_lab.report", str(sweep)],
+        cwd=repo_root, env=run_env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    written = json.loads(out.stdout)
+    report = sweep / "report"
+    rows = list(csv.DictReader((report / "report.csv").read_text().splitlines()))
+    by_setting = {r["setting"]: r for r in rows}
+    assert by_setting["model.latent_dim=16"]["runs"] == "2"
+    assert by_setting["model.latent_dim=-1"]["failed"] == "2"
+    fids = [s["metrics"]["fid_domain"] for s in summaries if s["status"] == "completed"]
+    mean = float(by_setting["model.latent_dim=16"]["fid_domain_mean"])
+    assert mean == pytest.approx(sum(fids) / 2, rel=1e-6)
+    md = (report / "report.md").read_text()
+    assert "Failed runs:" in md and md.count("latent_dim=-1") >= 1
+    for name in ("fid_domain_by_setting.png", "fid_domain_by_step.png", "samples.png"):
+        assert (report / name).stat().st_size > 1000 and str(report / name) in written["files"]
+    assert len(written["failed_runs"]) == 2
+
+
+def test_report_of_a_folder_without_runs_is_one_line(run_env, repo_root, tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "gan_lab.report", str(tmp_path)],
+        cwd=repo_root, env=run_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 2 and out.stderr.strip().startswith("error: no summary.json under")
