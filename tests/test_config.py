@@ -96,3 +96,30 @@ def test_bad_overrides_are_one_line(args, fragment):
 def test_good_overrides_and_sweeps_compose():
     check_composes(["-m", "model.latent_dim=25,50", "data=mnist,cifar10"], CONF)
     check_composes(["--cfg", "job", "trainer=cpu_bf16", "hydra/launcher=basic"], CONF)
+
+
+SWEEPS = sorted(p.stem for p in (CONF / "experiment").glob("report*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", SWEEPS)
+def test_report_sweeps_build_every_setting(experiment, tmp_path):
+    """Each preset sweeps its knob over 3 seeds; every value builds a working network pair."""
+    import torch
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        full = compose("config", [f"experiment={experiment}", "++data.root=/x"],
+                       return_hydra_config=True)  # fmt: skip
+    params = dict(full.hydra.sweeper.params)
+    assert params.pop("seed") == "0,1,2" and len(params) == 1
+    ((knob, values),) = params.items()
+    datasets = ["folder"] if experiment.startswith("report1") else ["mnist", "cifar10"]
+    for data in datasets:
+        for value in str(values).split(","):
+            cfg = compose_cfg([f"experiment={experiment}", f"data={data}", f"{knob}={value}"],
+                              tmp_path)  # fmt: skip
+            if not knob.startswith("model."):
+                continue
+            g, d = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
+            x = g(torch.randn(2, cfg.model.latent_dim))
+            assert x.shape[-1] == cfg.data.image_size and d(x).shape == (2,)
