@@ -11,6 +11,7 @@ from gan_lab.data.cifar10 import CIFAR10DataModule
 from gan_lab.data.dataset import TensorImageDataset
 from gan_lab.data.fashion_mnist import FashionMNISTDataModule
 from gan_lab.data.folder import ImageFolderDataModule
+from gan_lab.data.lsun import LSUNBedroomDataModule
 from gan_lab.data.mnist import MNISTDataModule
 from gan_lab.data.transforms import fit_images, to_float_images
 
@@ -19,6 +20,7 @@ __all__ = [
     "FashionMNISTDataModule",
     "ImageFolderDataModule",
     "InMemoryImageDataModule",
+    "LSUNBedroomDataModule",
     "MNISTDataModule",
     "TensorImageDataset",
     "fit_images",

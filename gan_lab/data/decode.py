@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,3 +65,13 @@ def read_image(path: Path, channels: int) -> torch.Tensor:
     if image.dtype != torch.uint8:  # 16-bit PNGs
         image = F.to_dtype(image, torch.uint8, scale=True)
     return image
+
+
+def decode_bytes(blob: bytes, channels: int) -> torch.Tensor:
+    """Encoded image bytes (JPEG, PNG, WebP, ...) -> uint8 [channels, H, W]; PIL as fallback."""
+    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+    try:
+        return decode_image(torch.frombuffer(bytearray(blob), dtype=torch.uint8), mode=mode)
+    except RuntimeError:
+        with Image.open(io.BytesIO(blob)) as pil:
+            return F.pil_to_tensor(pil.convert("RGB" if channels == 3 else "L"))

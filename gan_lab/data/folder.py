@@ -40,6 +40,22 @@ def scan_images(root: Path) -> list[Path]:
     )
 
 
+def held_out_split(
+    everything: torch.Tensor, val_samples: int, seed: int, what: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, held-out): a held-out subset chosen by ``seed``, ``val_samples`` images at most
+    a tenth of them, for datasets without an official test split."""
+    n = len(everything)
+    if n < 2:
+        log.warning("%s has one image: it is both train and held-out", what)
+        return everything, everything
+    n_val = max(1, min(val_samples, n // 10)) if val_samples else 0
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    held_out = perm[:n_val].sort().values
+    train = perm[n_val:].sort().values
+    return everything[train], everything[held_out]
+
+
 class ImageFolderDataModule(InMemoryImageDataModule):
     """Images of one folder; a seeded held-out subset plays the role of a test split.
 
@@ -123,17 +139,9 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         return Loaded(digest=source.signature(), images={"all": out[ok]}, info=info)
 
     def split_images(self, images: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """A held-out subset chosen by ``seed``: ``val_samples`` images, at most a tenth."""
-        everything = images["all"]
-        n = len(everything)
-        if n < 2:
-            log.warning("%s %s has one image: it is both train and held-out", self.title, self.root)
-            return everything, everything
-        n_val = max(1, min(self.val_samples, n // 10)) if self.val_samples else 0
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed))
-        held_out = perm[:n_val].sort().values
-        train = perm[n_val:].sort().values
-        return everything[train], everything[held_out]
+        return held_out_split(
+            images["all"], self.val_samples, self.seed, f"{self.title} {self.root}"
+        )
 
     def how_to_provide(self) -> str:
         return "setting data.root to an existing folder of jpg/jpeg/png/bmp/webp images"

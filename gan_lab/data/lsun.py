@@ -1,0 +1,136 @@
+"""LSUN bedrooms: the official lmdb (``bedroom_train_lmdb/``) read through torchvision.
+
+The full set is about 3 million images; ``max_images`` (default 200,000, 2.4 GB as 64x64
+uint8) bounds how many are decoded into the in-memory cache, taken in the lmdb's key order.
+A seeded held-out subset plays the test split (LSUN's own validation set has 300 images,
+too few for FID). There is no torchvision download and no registry copy: get the lmdb with
+LSUN's download script (github.com/fyu/lsun) into data_dir or a mirror folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+
+from gan_lab.data.base import InMemoryImageDataModule
+from gan_lab.data.decode import decode_bytes, quiet_image_io
+from gan_lab.data.folder import held_out_split
+from gan_lab.data.sources import Loaded, Source
+from gan_lab.data.transforms import fit_image
+from gan_lab.data.verify import one_line
+from gan_lab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _working_dir(path: Path) -> Iterator[None]:
+    """torchvision's LSUNClass pickles its key list into ``./_cache_<letters of the path>``:
+    run it in a scratch folder so neither the user's folder gets that file nor a stale one
+    from another lmdb at the same path is read back."""
+    previous = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+class LSUNBedroomDataModule(InMemoryImageDataModule):
+    """LSUN bedroom_train, the first ``max_images`` images, resized and center-cropped."""
+
+    name: ClassVar[str] = "lsun_bedroom"
+    title: ClassVar[str] = "LSUN bedrooms"
+    lmdb_folder: ClassVar[str] = "bedroom_train_lmdb"
+
+    def __init__(
+        self,
+        data_dir: str,
+        mirrors: str | Sequence[str] = (),
+        batch_size: int = 128,
+        image_size: int = 64,
+        channels: int = 3,
+        val_samples: int = 1000,
+        download: bool = False,
+        registry: bool = False,
+        seed: int = 0,
+        num_workers: int = 0,
+        max_images: int = 200_000,
+    ) -> None:
+        super().__init__(
+            data_dir, mirrors, batch_size, image_size, channels, val_samples, download,
+            registry, seed, num_workers,
+        )  # fmt: skip
+        if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 2:
+            raise UserError(f"data.max_images must be an integer >= 2, got {max_images!r}")
+        self.max_images = max_images
+
+    @property
+    def cache_key(self) -> str:
+        return f"{self.name}-{self.max_images}"
+
+    def find_local(self, root: Path, kind: str) -> Source | str:
+        folder = root / self.lmdb_folder
+        data = folder / "data.mdb"
+        if not data.is_file():
+            return f"no {self.lmdb_folder}/data.mdb"
+        return Source(kind=kind, location=folder, files={"data": data}, layout="lmdb")
+
+    def source_digest(self, source: Source, scratch: Path) -> str:
+        # Size and mtime of a 40 GB lmdb, plus how many images are taken: re-hashing it all
+        # on every run would cost minutes for no gain.
+        return hashlib.sha256(f"{source.signature()}|{self.max_images}".encode()).hexdigest()
+
+    def _open(self, source: Source, scratch: Path):
+        from torchvision.datasets import LSUN
+
+        try:
+            with _working_dir(scratch):
+                return LSUN(str(source.location.parent), classes=["bedroom_train"])
+        except ImportError as err:
+            raise UserError("LSUN needs the lmdb package: pip install lmdb") from err
+        except Exception as err:
+            problem = f"not a readable lmdb ({one_line(err)})"
+            raise self.bad_file(source.files["data"], problem) from err
+
+    def load_source(self, source: Source, scratch: Path) -> Loaded:
+        dataset = self._open(source, scratch).dbs[0]
+        n = min(len(dataset), self.max_images)
+        out = torch.empty((n, self.channels, self.image_size, self.image_size), dtype=torch.uint8)
+        ok = torch.zeros(n, dtype=torch.bool)
+
+        def work(i: int) -> None:
+            with dataset.env.begin(write=False) as txn:
+                blob = txn.get(dataset.keys[i])
+            try:
+                out[i] = fit_image(decode_bytes(blob, self.channels), self.image_size,
+                                   self.channels)  # fmt: skip
+                ok[i] = True
+            except Exception:  # a damaged record is skipped, like a bad file in a folder
+                pass
+
+        with quiet_image_io(), ThreadPoolExecutor() as pool:
+            list(pool.map(work, range(n)))
+        if not ok.any():
+            raise self.bad_file(source.files["data"], "none of its records decodes as an image")
+        if not ok.all():
+            log.warning("%s: skipped %d undecodable records", self.title, int((~ok).sum()))
+        digest = self.source_digest(source, scratch)
+        return Loaded(digest=digest, images={"all": out[ok]}, info={"records": len(dataset)})
+
+    def split_images(self, images: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return held_out_split(images["all"], self.val_samples, self.seed, self.title)
+
+    def how_to_provide(self) -> str:
+        return (
+            f"downloading {self.lmdb_folder} with LSUN's script (github.com/fyu/lsun) into "
+            "data.data_dir (GAN_LAB_DATA_DIR) or a folder of GAN_LAB_DATA_MIRRORS"
+        )
