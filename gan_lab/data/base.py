@@ -62,14 +62,17 @@ class InMemoryImageDataModule(L.LightningDataModule):
     download_timeout: ClassVar[float] = 30.0
     # Seconds a registry client (pip, apt-get) may take in total.
     registry_timeout: ClassVar[float] = 600.0
+    # The size and channels a datamodule serves when the caller gives none.
+    default_image_size: ClassVar[int] = 28
+    default_channels: ClassVar[int] = 1
 
     def __init__(
         self,
         data_dir: str,
         mirrors: str | Sequence[str] = (),
         batch_size: int = 128,
-        image_size: int = 28,
-        channels: int = 1,
+        image_size: int | None = None,
+        channels: int | None = None,
         val_samples: int = 1000,
         download: bool = True,
         registry: bool = True,
@@ -82,6 +85,8 @@ class InMemoryImageDataModule(L.LightningDataModule):
         self.data_dir = Path(str(data_dir)).expanduser()
         self.mirrors = parse_mirrors(mirrors)
         self.batch_size = _check_int("batch_size", batch_size, 1)
+        image_size = self.default_image_size if image_size is None else image_size
+        channels = self.default_channels if channels is None else channels
         self.image_size = _check_int("image_size", image_size, 1)
         self.channels = _check_int("channels", channels, 1)
         if self.channels not in (1, 3):

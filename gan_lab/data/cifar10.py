@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -36,6 +35,8 @@ class CIFAR10DataModule(InMemoryImageDataModule):
     jpeg_tarball: ClassVar[str] = "cifar10-jpeg.tar.gz"
     jpeg_sha256: ClassVar[str] = "d488f09f1963cf6c29a9330431a05febe4b14f3614a7b329f7160733094b8366"
     jpeg_counts: ClassVar[dict[str, int]] = {"train": 50000, "test": 10000}
+    default_image_size: ClassVar[int] = 32
+    default_channels: ClassVar[int] = 3
     # torchvision's class order (batches.meta's label_names): the tarball's class folders
     # map onto it, so both forms give the same label to the same class.
     classes: ClassVar[tuple[str, ...]] = (
@@ -43,24 +44,6 @@ class CIFAR10DataModule(InMemoryImageDataModule):
         "dog", "frog", "horse", "ship", "truck",
     )  # fmt: skip
     num_classes: ClassVar[int | None] = len(classes)
-
-    def __init__(
-        self,
-        data_dir: str,
-        mirrors: str | Sequence[str] = (),
-        batch_size: int = 128,
-        image_size: int = 32,
-        channels: int = 3,
-        val_samples: int = 1000,
-        download: bool = True,
-        registry: bool = True,
-        seed: int = 0,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(
-            data_dir, mirrors, batch_size, image_size, channels, val_samples, download,
-            registry, seed, num_workers,
-        )  # fmt: skip
 
     def _pickle_files(self) -> list[tuple[str, str]]:
         cls = self.torchvision_class

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -66,24 +66,12 @@ class ImageFolderDataModule(InMemoryImageDataModule):
     name: ClassVar[str] = "folder"
     title: ClassVar[str] = "image folder"
 
-    def __init__(
-        self,
-        root: str,
-        data_dir: str,
-        mirrors: str | Sequence[str] = (),
-        batch_size: int = 128,
-        image_size: int = 64,
-        channels: int = 3,
-        val_samples: int = 1000,
-        download: bool = True,
-        registry: bool = True,
-        seed: int = 0,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__(
-            data_dir, mirrors, batch_size, image_size, channels, val_samples, download,
-            registry, seed, num_workers,
-        )  # fmt: skip
+    default_image_size: ClassVar[int] = 64
+    default_channels: ClassVar[int] = 3
+
+    def __init__(self, root: str, data_dir: str, **kwargs: Any) -> None:
+        """``root`` is the image folder; ``kwargs`` are InMemoryImageDataModule's."""
+        super().__init__(data_dir, **kwargs)
         if root is None or not str(root).strip():
             raise UserError("data.root is empty; set it to a folder of images")
         self.root = Path(str(root)).expanduser().resolve()

@@ -13,10 +13,10 @@ import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -51,24 +51,12 @@ class LSUNBedroomDataModule(InMemoryImageDataModule):
     title: ClassVar[str] = "LSUN bedrooms"
     lmdb_folder: ClassVar[str] = "bedroom_train_lmdb"
 
-    def __init__(
-        self,
-        data_dir: str,
-        mirrors: str | Sequence[str] = (),
-        batch_size: int = 128,
-        image_size: int = 64,
-        channels: int = 3,
-        val_samples: int = 1000,
-        download: bool = False,
-        registry: bool = False,
-        seed: int = 0,
-        num_workers: int = 0,
-        max_images: int = 200_000,
-    ) -> None:
-        super().__init__(
-            data_dir, mirrors, batch_size, image_size, channels, val_samples, download,
-            registry, seed, num_workers,
-        )  # fmt: skip
+    default_image_size: ClassVar[int] = 64
+    default_channels: ClassVar[int] = 3
+
+    def __init__(self, data_dir: str, max_images: int = 200_000, **kwargs: Any) -> None:
+        """``max_images``: how many lmdb records to decode; ``kwargs`` are the base class's."""
+        super().__init__(data_dir, **kwargs)
         if isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 2:
             raise UserError(f"data.max_images must be an integer >= 2, got {max_images!r}")
         self.max_images = max_images
