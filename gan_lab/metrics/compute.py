@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -87,9 +88,17 @@ def kid_score(
     return float(mean), float(std)
 
 
+def make_inception_score(num_classes: int, splits: int = 10) -> InceptionScore:
+    """torchmetrics InceptionScore over precomputed logits, without its memory notice (the
+    logits it keeps are N x K floats, small next to the images they came from)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Metric `InceptionScore` will save all")
+        return InceptionScore(Passthrough(num_classes), splits=splits)
+
+
 def inception_score(logits: torch.Tensor, splits: int = 10, seed: int = 0) -> tuple[float, float]:
     """torchmetrics Inception Score (mean, std over ``splits``) of class logits [N, K]."""
-    metric = InceptionScore(Passthrough(logits.size(1)), splits=splits)
+    metric = make_inception_score(logits.size(1), splits)
     metric.update(logits)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)  # IS shuffles before splitting: make it reproducible

@@ -20,7 +20,6 @@ Names in the logger and ``summary.json``: ``fid_<extractor>``, ``kid_<extractor>
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +28,14 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 from torchmetrics.image.fid import FrechetInceptionDistance
-from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from gan_lab.metrics.compute import Passthrough, cached_outputs, to_unit_images
+from gan_lab.metrics.compute import (
+    Passthrough,
+    cached_outputs,
+    make_inception_score,
+    to_unit_images,
+)
 from gan_lab.metrics.extractors import build_extractor
 
 log = logging.getLogger(__name__)
@@ -77,7 +80,7 @@ class ValidationMetrics(L.Callback):
                 self.metrics.append((name, f"kid_{name}", "features", m))
             if inception_score:
                 if ex.has_logits:
-                    m = InceptionScore(Passthrough(ex.num_classes), splits=is_splits)
+                    m = make_inception_score(ex.num_classes, is_splits)
                     self.metrics.append((name, f"is_{name}", "logits", m))
                 else:
                     self.unavailable[f"is_{name}"] = (
@@ -86,10 +89,8 @@ class ValidationMetrics(L.Callback):
                     )
                     log.warning("is_%s not computed: %s", name, self.unavailable[f"is_{name}"])
         self.real_ready = False
-        self.last_step = -1
         self.last_results: dict[str, float] = {}
         self.history: list[dict[str, float]] = []  # one entry per validation: step + metrics
-        self.real_seconds = 0.0
 
     # ------------------------------------------------------------------ protocol
     def protocol(self) -> dict[str, Any]:
@@ -108,7 +109,6 @@ class ValidationMetrics(L.Callback):
         return cached_outputs(self.extractors[name], real, self.stats_dir, name, device)
 
     def _load_real(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        start = time.perf_counter()
         if trainer.is_global_zero:
             real = trainer.datamodule.val_images()
             for name in self.extractors:
@@ -117,7 +117,6 @@ class ValidationMetrics(L.Callback):
                     if ex_name == name and kind == "features":
                         metric.update(outputs["features"].to(pl_module.device), real=True)
         self.real_ready = True
-        self.real_seconds = time.perf_counter() - start
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -170,9 +169,9 @@ class ValidationMetrics(L.Callback):
         for key, value in results.items():
             pl_module.log(f"val/{key}", value, sync_dist=False)
         self.last_results = results
-        self.last_step = pl_module.generator_steps
-        self.history.append({"step": self.last_step, **results})
-        log.info("step %d: %s", self.last_step, {k: round(v, 4) for k, v in results.items()})
+        step = pl_module.generator_steps
+        self.history.append({"step": step, **results})
+        log.info("step %d: %s", step, {k: round(v, 4) for k, v in results.items()})
 
 
 def build_validation_metrics(
