@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from gan_lab.io import atomic_write
 
 
 def _jsonable(value: Any) -> Any:
@@ -23,12 +24,8 @@ def _jsonable(value: Any) -> Any:
 def write_summary(path: str | os.PathLike, summary: dict[str, Any]) -> Path:
     """Write ``summary`` as JSON atomically (a reader never sees a half-written file)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".summary.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(_jsonable(summary), f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    blob = (json.dumps(_jsonable(summary), indent=2, sort_keys=False) + "\n").encode()
+    atomic_write(path, lambda f: f.write(blob))
     return path
 
 

@@ -22,9 +22,9 @@ from typing import ClassVar
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from gan_lab.data.base import InMemoryImageDataModule
-from gan_lab.data.cache import atomic_write
 from gan_lab.data.sources import Loaded, Source, guarded_network
 from gan_lab.data.verify import file_md5, idx_images_problem, idx_labels_problem, one_line
+from gan_lab.io import atomic_write
 
 
 @dataclass(frozen=True)

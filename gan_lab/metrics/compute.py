@@ -20,7 +20,7 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from gan_lab.data.cache import atomic_write
+from gan_lab.io import atomic_write
 
 log = logging.getLogger(__name__)
 

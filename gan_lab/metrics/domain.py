@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gan_lab.data.cache import atomic_write
 from gan_lab.errors import UserError
+from gan_lab.io import atomic_write
 
 log = logging.getLogger(__name__)
 
