@@ -108,33 +108,37 @@ class ImageCache:
 
     def load(self, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Load every split; a damaged tensor file is a UserError that says to delete it."""
-        out = {}
-        for split, info in meta["splits"].items():
-            path = self.tensor_path(split)
-            x = _load(path)
-            shape = (info["count"], self.channels, self.image_size, self.image_size)
-            if not isinstance(x, torch.Tensor) or x.dtype != torch.uint8 or x.shape != shape:
-                raise UserError(
-                    f"cache file {path} does not hold uint8 images of shape {shape}; delete "
-                    "it and run again to rebuild it from the source"
-                )
-            out[split] = x
-        return out
+        return {
+            split: _load_checked(
+                self.tensor_path(split),
+                torch.uint8,
+                (info["count"], self.channels, self.image_size, self.image_size),
+                "uint8 images",
+            )
+            for split, info in meta["splits"].items()
+        }
 
     def load_labels(self, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Load every split's labels (int64 [N]); damage is a UserError like for images."""
-        out = {}
-        for split, info in meta["splits"].items():
-            path = self.labels_path(split)
-            y = _load(path)
-            shape = (info["count"],)
-            if not isinstance(y, torch.Tensor) or y.dtype != torch.int64 or y.shape != shape:
-                raise UserError(
-                    f"cache file {path} does not hold {info['count']} int64 labels; delete "
-                    "it and run again to rebuild it from the source"
-                )
-            out[split] = y
-        return out
+        return {
+            split: _load_checked(
+                self.labels_path(split), torch.int64, (info["count"],), "int64 labels"
+            )
+            for split, info in meta["splits"].items()
+        }
+
+
+def _load_checked(
+    path: Path, dtype: torch.dtype, shape: tuple[int, ...], what: str
+) -> torch.Tensor:
+    """A cached tensor of this dtype and shape, or a UserError saying to delete the file."""
+    x = _load(path)
+    if not isinstance(x, torch.Tensor) or x.dtype != dtype or tuple(x.shape) != shape:
+        raise UserError(
+            f"cache file {path} does not hold {what} of shape {shape}; delete it and run "
+            "again to rebuild it from the source"
+        )
+    return x
 
 
 def _has_size(path: Path, size: Any) -> bool:
