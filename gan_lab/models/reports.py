@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_lab.errors import UserError
-from gan_lab.models.layers import init_dcgan_weights, require_positive
+from gan_lab.models.layers import init_keras_weights, require_positive
 
 
 class SameConv2d(nn.Conv2d):
@@ -148,7 +148,7 @@ def build_seed003_generator(
             "data.image_size": image_size})  # fmt: skip
     net = DenseConvGenerator(image_size, channels, latent_dim, width, [width, width], kernel_size,
                              out_kernel_size=7, norm=False)  # fmt: skip
-    init_dcgan_weights(net)
+    init_keras_weights(net)
     return net
 
 
@@ -160,7 +160,7 @@ def build_seed003_discriminator(
     _check({"model.discriminator.kernel_size": kernel_size,
             "model.discriminator.stride": stride, "data.image_size": image_size})  # fmt: skip
     net = ConvStackDiscriminator(image_size, channels, list(widths), kernel_size, stride, max_pool)
-    init_dcgan_weights(net)
+    init_keras_weights(net)
     return net
 
 
@@ -176,7 +176,7 @@ def build_seed000_generator(
         )
     net = DenseConvGenerator(image_size, channels, latent_dim, 256, [128, 64, 32], kernel_size,
                              out_kernel_size=3, norm=True)  # fmt: skip
-    init_dcgan_weights(net)
+    init_keras_weights(net)
     return net
 
 
@@ -188,5 +188,5 @@ def build_seed000_discriminator(
     """The first report's discriminator: 32-128-256 stride-2 convolutions, a dense logit."""
     _check({"model.discriminator.kernel_size": kernel_size, "data.image_size": image_size})
     net = ConvStackDiscriminator(image_size, channels, [32, 128, 256], kernel_size, 2, False)
-    init_dcgan_weights(net)
+    init_keras_weights(net)
     return net
