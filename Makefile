@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip >/dev/null
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install -e '.[dev,cluster]'
 	touch $(STAMP)
 
 ## Train the default quick config (MNIST DCGAN) on whatever accelerator is present.

@@ -39,11 +39,18 @@ def load_checkpoint(ckpt_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return ckpt, config
 
 
-def load_generator(ckpt_path: str) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
-    """(generator in eval mode, run config, checkpoint) rebuilt from a checkpoint."""
+def load_generator(
+    ckpt_path: str, ema: bool = True
+) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """(generator in eval mode, run config, checkpoint) rebuilt from a checkpoint.
+
+    With ``ema`` (the default) a run trained with ``ema_decay`` gives its EMA weights, the
+    ones its samples and validation metrics used.
+    """
     ckpt, config = load_checkpoint(ckpt_path)
     generator = instantiate(OmegaConf.create(config["model"]["generator"]))
-    prefix = "generator."
+    has_ema = any(k.startswith("generator_ema.") for k in ckpt["state_dict"])
+    prefix = "generator_ema." if ema and has_ema else "generator."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     try:
         generator.load_state_dict(state)

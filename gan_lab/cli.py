@@ -99,6 +99,11 @@ def check_composes(
         raise UserError(f"bad override: {detail}") from err
 
 
+def hydra_quoted(text: str) -> str:
+    """``text`` as a double-quoted Hydra override value (paths may hold '=' or ',')."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def run_user_errors_as_one_line(fn: Callable[[], T]) -> T:
     """Run ``fn``; a UserError anywhere in its cause chain becomes ``error: ...`` and exit 2."""
     try:

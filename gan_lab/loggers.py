@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import secrets
+import string
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,32 @@ from lightning.pytorch.loggers import WandbLogger
 from gan_lab.errors import UserError
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
+RUN_ID_FILE = "wandb_run_id"
+
+
+def run_id(run_dir: Path) -> str:
+    """The W&B run id of ``run_dir``: read from its ``wandb_run_id`` file, or made and saved."""
+    path = run_dir / RUN_ID_FILE
+    if path.is_file():
+        return path.read_text().strip()
+    new_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP children read rank 0's file
+        path.write_text(new_id + "\n")
+    return new_id
+
+
+def log_final_summary(trainer: Any, summary: dict[str, Any]) -> None:
+    """Copy the run's outcome (status, steps, final metrics) into each W&B run's summary."""
+    if trainer is None:
+        return
+    final = {"status": summary.get("status"), "generator_steps": summary.get("generator_steps")}
+    final.update({f"final/{k}": v for k, v in (summary.get("metrics") or {}).items()})
+    if summary.get("error"):
+        final["error"] = summary["error"]
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and logger._experiment is not None:
+            logger.experiment.summary.update(final)
 
 
 def resolve_wandb_mode(mode: str) -> str:
@@ -34,11 +62,15 @@ def wandb_logger(
 ) -> WandbLogger:
     """A Lightning WandbLogger writing under ``save_dir``/wandb, online or offline by ``mode``."""
     mode = resolve_wandb_mode(mode)
+    # One W&B run per run directory: a resumed run (same directory) continues the same W&B
+    # run instead of starting a new one.
+    kwargs.setdefault("id", run_id(Path(save_dir)))
+    kwargs.setdefault("resume", "allow")
     # W&B reads WANDB_MODE too; set it so that a child process (DDP ranks) agrees with us.
     os.environ["WANDB_MODE"] = mode
     os.environ.setdefault("WANDB_SILENT", "true")
     Path(save_dir).mkdir(parents=True, exist_ok=True)
-    return WandbLogger(
+    logger = WandbLogger(
         save_dir=save_dir,
         project=project,
         entity=entity,
@@ -49,3 +81,7 @@ def wandb_logger(
         log_model=False,
         **kwargs,
     )
+    # Lightning always passes wandb.init(anonymous=None), which wandb >= 0.19 answers with a
+    # deprecation warning on stderr in every run; the setting has no effect, so leave it out.
+    logger._wandb_init.pop("anonymous", None)
+    return logger

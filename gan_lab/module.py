@@ -9,6 +9,7 @@ batches (= generator steps) as their x-axis: Lightning logs ``_batches_that_step
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,13 @@ import lightning as L
 import torch
 from torch import nn
 
+from gan_lab.errors import UserError
 from gan_lab.losses import NonSaturatingLoss
+
+NONFINITE_POLICIES = ("stop", "skip")
+# Validation latents come in blocks of this many rows, each block from its own seeded
+# generator: sample i always gets the same latent, whatever the sample count or world size.
+VAL_NOISE_BLOCK = 1024
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -36,6 +43,8 @@ class GANModule(L.LightningModule):
         num_fixed_samples: int = 64,
         seed: int = 0,
         config: dict[str, Any] | None = None,
+        ema_decay: float | None = None,
+        on_nonfinite: str = "stop",
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -54,23 +63,94 @@ class GANModule(L.LightningModule):
             num_fixed_samples, latent_dim, generator=torch.Generator().manual_seed(seed)
         )
         self.register_buffer("fixed_noise", noise)
+        self.seed = seed
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise UserError(
+                f"on_nonfinite must be one of {list(NONFINITE_POLICIES)}, got {on_nonfinite!r}"
+            )
+        self.on_nonfinite = on_nonfinite
+        self.skipped_steps = 0
+        # EMA of the generator's weights (buffers copied): samples and evaluation use it.
+        if ema_decay is not None and not 0.0 < ema_decay < 1.0:
+            raise UserError(f"ema_decay must be in (0, 1) or null, got {ema_decay!r}")
+        self.ema_decay = ema_decay
+        self.generator_ema = None
+        if ema_decay is not None:
+            self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
+        self._val_noise_blocks: dict[int, torch.Tensor] = {}
+        self._val_seen = 0
 
     @property
     def generator_steps(self) -> int:
         """Generator updates so far (gan_lab's unit of training length)."""
         return self.trainer.global_step // (self.n_disc + 1)
 
+    @property
+    def sampling_generator(self) -> nn.Module:
+        """The generator that samples and metrics use: the EMA copy when EMA is on."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
     def noise(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.latent_dim, device=self.device)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.generator(z)
+        return self.sampling_generator(z)
+
+    def on_fit_start(self) -> None:
+        # Every rank was seeded alike (so the networks start equal); the training latents must
+        # differ per rank, or all ranks would train on the same fakes.
+        if self.trainer.world_size > 1:
+            torch.manual_seed(self.seed * 1000 + self.trainer.global_rank)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [
             self.generator_optimizer(self.generator.parameters()),
             self.discriminator_optimizer(self.discriminator.parameters()),
         ]
+
+    def _finite(self, loss: torch.Tensor, name: str) -> bool:
+        """False if ``loss`` is NaN/inf on any rank (then no rank steps: DDP stays in sync).
+
+        With ``on_nonfinite=stop`` this raises before any optimizer step, so the weights, and
+        every checkpoint written so far, hold the last good state.
+        """
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if not bad:
+            return True
+        step = self.generator_steps
+        if self.on_nonfinite == "stop":
+            raise UserError(
+                f"{name} became {loss.item()} at generator step {step}: training stopped before "
+                "using it, checkpoints hold the last good weights; lower optimizer.lr, or set "
+                "on_nonfinite=skip to skip such steps"
+            )
+        self.skipped_steps += 1
+        self.log("train/skipped_steps", float(self.skipped_steps))
+        return False
+
+    @staticmethod
+    def _count_skipped_step(optimizer: Any) -> None:
+        """Count a skipped update as a step without touching the weights.
+
+        Lightning's global_step counts ``optimizer.step()`` calls; a skipped update must count
+        too, or generator steps (global_step / (n_disc + 1)) and the step budget would drift.
+        These are the hooks LightningOptimizer.step itself calls around the real step.
+        """
+        optimizer._on_before_step()
+        optimizer._on_after_step()
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        ema = list(self.generator_ema.parameters())
+        live = list(self.generator.parameters())
+        torch._foreach_lerp_(ema, live, 1.0 - self.ema_decay)
+        # Batch-norm statistics follow the live generator.
+        buffers = zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True)
+        for ema_buf, buf in buffers:
+            ema_buf.copy_(buf)
 
     def training_step(self, real: torch.Tensor, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
@@ -84,15 +164,22 @@ class GANModule(L.LightningModule):
                 fake_logits = self.discriminator(fake).float()
                 d_loss = self.loss.discriminator(real_logits, fake_logits)
                 opt_d.zero_grad(set_to_none=True)
-                self.manual_backward(d_loss)
-                opt_d.step()
+                if self._finite(d_loss, "the discriminator loss"):
+                    self.manual_backward(d_loss)
+                    opt_d.step()
+                else:
+                    self._count_skipped_step(opt_d)
 
         with self.toggled_optimizer(opt_g):
             gen_logits = self.discriminator(self.generator(self.noise(n))).float()
             g_loss = self.loss.generator(gen_logits)
             opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(g_loss)
-            opt_g.step()
+            if self._finite(g_loss, "the generator loss"):
+                self.manual_backward(g_loss)
+                opt_g.step()
+            else:
+                self._count_skipped_step(opt_g)
+        self._update_ema()
 
         self.log_dict(
             {
@@ -107,6 +194,37 @@ class GANModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gan_lab_config"] = self.config
 
+    def validation_noise(self, indices: torch.Tensor) -> torch.Tensor:
+        """The latent vector of each validation sample index, the same in every run layout."""
+        rows = []
+        for i in indices.tolist():
+            block = i // VAL_NOISE_BLOCK
+            if block not in self._val_noise_blocks:
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + block + 1)
+                self._val_noise_blocks[block] = torch.randn(
+                    VAL_NOISE_BLOCK, self.latent_dim, generator=g
+                )
+            rows.append(self._val_noise_blocks[block][i % VAL_NOISE_BLOCK])
+        return torch.stack(rows).to(self.device)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_seen = 0
+        if self.trainer.world_size > 1 and torch.distributed.is_initialized():
+            # DDP syncs buffers only at training forwards, so batch-norm running statistics
+            # drift apart per rank; score every rank with rank 0's (the checkpointed ones).
+            for buffer in self.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
     def validation_step(self, real: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        """Generate as many images as the real batch holds; metric callbacks consume both."""
-        return self.generator(self.noise(real.size(0))).float()
+        """Generate one image per real one; metric callbacks consume both.
+
+        Validation sample k of this rank is global sample ``rank + k * world_size`` (the
+        datamodule's unrepeated distributed sampler), and its latent depends only on that
+        index: one process and N ranks score exactly the same generated images.
+        """
+        n = real.size(0)
+        local = torch.arange(self._val_seen, self._val_seen + n)
+        self._val_seen += n
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        z = self.validation_noise(rank + local * world)
+        return self.sampling_generator(z).float()

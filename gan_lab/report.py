@@ -27,7 +27,9 @@ from gan_lab.cli import run_user_errors_as_one_line
 from gan_lab.errors import UserError
 
 # Overrides that do not define a setting: repeats and bookkeeping.
-IGNORED_KEYS = ("seed", "hydra", "experiment", "logger", "trainer.enable_progress_bar")
+IGNORED_KEYS = (
+    "seed", "hydra", "experiment", "logger", "trainer.enable_progress_bar", "ckpt_path", "resume",
+)  # fmt: skip
 
 
 @dataclass

@@ -12,14 +12,17 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from gan_lab.callbacks.checkpointing import LAST_NAME
 from gan_lab.cli import (
     check_composes,
     check_group_choices,
     find_user_error,
+    hydra_quoted,
     run_user_errors_as_one_line,
 )
+from gan_lab.errors import UserError
 from gan_lab.training import fit
 
 log = logging.getLogger(__name__)
@@ -56,8 +59,39 @@ def _finish_wandb() -> None:
         wandb.finish()
 
 
+def expand_resume(args: list[str]) -> list[str]:
+    """``resume=<run dir>`` becomes that run's own overrides, its directory and its last.ckpt.
+
+    Other overrides given with it are kept (after the run's, so they win), e.g. a larger
+    ``trainer.max_steps`` to extend a finished run.
+    """
+    values = [a.split("=", 1)[1] for a in args if a.startswith("resume=")]
+    if not values or values[-1] in ("", "null"):
+        return args
+    if "-m" in args or "--multirun" in args:
+        raise UserError("resume=<run dir> continues one run; drop -m/--multirun")
+    run_dir = Path(values[-1]).expanduser().resolve()
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        raise UserError(
+            f"resume={values[-1]}: {saved} not found; pass a run directory made by "
+            "gan_lab.train (it holds .hydra/ and checkpoints/)"
+        )
+    last = run_dir / "checkpoints" / LAST_NAME
+    if not last.is_file():
+        raise UserError(
+            f"resume={values[-1]}: no {last} (the run stopped before its first checkpoint); "
+            "start it again, or lower callbacks.last_checkpoint.every_n_generator_steps"
+        )
+    own = [o for o in OmegaConf.load(saved) if not o.startswith(("resume=", "ckpt_path="))]
+    extra = [a for a in args if not a.startswith(("resume=", "ckpt_path="))]
+    return [*own, *extra, f"hydra.run.dir={hydra_quoted(str(run_dir))}",
+            f"ckpt_path={hydra_quoted(str(last))}"]  # fmt: skip
+
+
 def main() -> None:
     """Console-script entry point (``gan-lab-train``)."""
+    sys.argv[1:] = run_user_errors_as_one_line(lambda: expand_resume(sys.argv[1:]))
     run_user_errors_as_one_line(lambda: check_group_choices(sys.argv[1:]))
     run_user_errors_as_one_line(lambda: check_composes(sys.argv[1:]))
     train()

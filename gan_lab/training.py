@@ -11,9 +11,13 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.callbacks import RunStats
+from gan_lab.callbacks import AtomicCheckpointIO, BestCheckpoint, RunStats
+from gan_lab.callbacks.checkpointing import LAST_NAME
+from gan_lab.checkpoints import resolve_ckpt_path
 from gan_lab.cli import find_user_error
+from gan_lab.distributed import isolated_job, use_job_subprocess_cmd
 from gan_lab.errors import UserError
+from gan_lab.loggers import log_final_summary
 from gan_lab.module import GANModule
 from gan_lab.summary import write_summary
 
@@ -43,6 +47,8 @@ def build_module(cfg: DictConfig) -> GANModule:
         n_disc=cfg.n_disc,
         seed=cfg.seed,
         config=OmegaConf.to_container(cfg, resolve=True),
+        ema_decay=cfg.get("ema_decay"),
+        on_nonfinite=cfg.get("on_nonfinite", "stop"),
     )
 
 
@@ -59,7 +65,24 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
     kwargs["precision"] = resolve_precision(kwargs["precision"], kwargs["accelerator"])
     if kwargs.get("max_steps", -1) > 0:
         kwargs["max_steps"] *= cfg.n_disc + 1
-    return L.Trainer(**kwargs, callbacks=callbacks, logger=loggers or False)
+    use_job_subprocess_cmd()  # DDP child ranks re-run this job, not the sweep
+    plugins = [AtomicCheckpointIO()]
+    return L.Trainer(**kwargs, callbacks=callbacks, logger=loggers or False, plugins=plugins)
+
+
+def resolve_resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
+    """A checkpoint file, a run directory (its last.ckpt), or ``last``: this run directory's
+    ``checkpoints/last.ckpt``, which must exist (Lightning would silently start afresh)."""
+    if ckpt_path is None:
+        return None
+    if str(ckpt_path) != "last":
+        return str(resolve_ckpt_path(ckpt_path))
+    path = run_dir / "checkpoints" / LAST_NAME
+    if not path.is_file():
+        raise UserError(
+            f"ckpt_path=last: no {path}; to continue an earlier run use resume=<its run dir>"
+        )
+    return str(path)
 
 
 def route_lightning_logs() -> None:
@@ -88,6 +111,11 @@ def fit(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> d
         "run_dir": str(run_dir),
         "overrides": list(overrides or []),
     }
+    with isolated_job():
+        return _fit(cfg, run_dir, stats, summary)
+
+
+def _fit(cfg: DictConfig, run_dir: Path, stats: RunStats, summary: dict[str, Any]) -> dict:
     trainer = module = metrics = None
     try:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -101,13 +129,19 @@ def fit(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> d
         config = OmegaConf.to_container(cfg, resolve=True)
         for logger in loggers:
             logger.log_hyperparams(config)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        ckpt_path = resolve_resume_path(cfg.get("ckpt_path"), run_dir)
+        if ckpt_path:
+            log.info("resuming from %s", ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
         if trainer.interrupted:
             raise KeyboardInterrupt
         # The last validation may have come before the last step: evaluate (metrics and sample
         # grid) the final weights.
         if stats.last_validation_step != module.generator_steps:
             trainer.validate(module, datamodule=datamodule, verbose=False)
+            for callback in trainer.callbacks:
+                if isinstance(callback, BestCheckpoint):
+                    callback.rank_final_weights(trainer)
         summary.update(status="completed")
         return summary
     except BaseException as err:
@@ -124,7 +158,10 @@ def fit(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> d
                 summary["metrics_protocol"] = metrics.protocol()
                 summary["metrics_history"] = metrics.history
             summary["config"] = OmegaConf.to_container(cfg, resolve=True)
+            if module is not None and module.skipped_steps:
+                summary["skipped_steps"] = module.skipped_steps
             write_summary(run_dir / "summary.json", summary)
+            log_final_summary(trainer, summary)
             log.info("summary: %s", run_dir / "summary.json")
 
 

@@ -39,6 +39,11 @@ def test_smoke_run_writes_summary_grids_checkpoints_and_offline_wandb(run_env, r
     assert logged["val/fid_domain"] == pytest.approx(summary["metrics"]["fid_domain"])
     assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake"} <= set(logged)
     assert logged["samples"]["_type"].startswith("images")
+    # The outcome of the run, as summary.json has it, is in the W&B summary too.
+    assert logged["status"] == "completed" and logged["generator_steps"] == 20
+    assert logged["final/fid_domain"] == pytest.approx(summary["metrics"]["fid_domain"])
+    # The W&B run id is the run directory's (what resume=<run dir> continues).
+    assert offline[0].name.endswith((run_dir / "wandb_run_id").read_text().strip())
 
 
 def _assert_one_line_error(proc, *fragments: str) -> None:

@@ -25,7 +25,7 @@ class SampleGrid(L.Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        images = pl_module.generator(pl_module.fixed_noise).float()
+        images = pl_module.sampling_generator(pl_module.fixed_noise).float()
         grid = make_grid(images, nrow=self.nrow, normalize=True, value_range=(-1, 1), padding=2)
         self.dirpath.mkdir(parents=True, exist_ok=True)
         step = pl_module.generator_steps

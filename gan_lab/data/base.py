@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import lightning as L
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from gan_lab.data.cache import ImageCache
@@ -344,10 +345,20 @@ class InMemoryImageDataModule(L.LightningDataModule):
         return self.test_images()[: self.val_samples]
 
     def _loader(self, images: torch.Tensor, train: bool) -> DataLoader:
+        dataset = TensorImageDataset(images)
+        sampler = None
+        trainer = self.trainer  # set by Lightning; None outside a Trainer
+        if not train and trainer is not None and trainer.world_size > 1:
+            # Rank r gets samples r, r + W, ... with no padding repeats: N ranks validate on
+            # exactly the images (and latents, see GANModule.validation_step) of one process.
+            sampler = UnrepeatedDistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
         return DataLoader(
-            TensorImageDataset(images),
+            dataset,
             batch_size=self.batch_size,
             shuffle=train,
+            sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             collate_fn=passthrough_collate,

@@ -167,7 +167,9 @@ class ValidationMetrics(L.Callback):
                 results[metric_name] = float(value)
             metric.reset()  # FID/KID keep their real features (reset_real_features=False)
         for key, value in results.items():
-            pl_module.log(f"val/{key}", value, sync_dist=False)
+            # Every rank holds the same value (compute() synced the states); sync_dist averages
+            # equal numbers, and keeps Lightning from warning about epoch-level DDP logging.
+            pl_module.log(f"val/{key}", value, sync_dist=True)
         self.last_results = results
         step = pl_module.generator_steps
         self.history.append({"step": step, **results})

@@ -1,0 +1,111 @@
+"""Checkpoint files are written atomically; EMA and the divergence guard in GANModule."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+from torch import nn
+
+from gan_lab.callbacks import AtomicCheckpointIO
+from gan_lab.errors import UserError
+from gan_lab.losses import NonSaturatingLoss
+from gan_lab.module import GANModule
+
+
+class Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("killed mid-save")
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.ones(1000)}, path)
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError, match="killed mid-save"):
+        # torch.save has written part of the file when pickling reaches this object.
+        io.save_checkpoint({"w": torch.zeros(100_000), "z": Unpicklable()}, path)
+    assert path.read_bytes() == before
+    assert torch.load(path, weights_only=False)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temp file left
+
+
+class ToyData(L.LightningDataModule):
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.randn(64, 4), batch_size=8)
+
+
+class NaNAfter(NonSaturatingLoss):
+    """The usual loss, NaN for the discriminator from its ``n``-th call on."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.calls, self.n = 0, n
+
+    def discriminator(self, real_logits, fake_logits):
+        self.calls += 1
+        loss = super().discriminator(real_logits, fake_logits)
+        return loss * math.nan if self.calls >= self.n else loss
+
+
+def _module(**kwargs) -> GANModule:
+    torch.manual_seed(0)
+    opt = lambda params: torch.optim.Adam(params, lr=1e-2)  # noqa: E731
+    return GANModule(
+        generator=nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4)),
+        discriminator=nn.Sequential(nn.Linear(4, 1), nn.Flatten(0)),
+        generator_optimizer=opt,
+        discriminator_optimizer=opt,
+        latent_dim=2,
+        num_fixed_samples=4,
+        **kwargs,
+    )
+
+
+def _trainer(steps: int) -> L.Trainer:
+    return L.Trainer(max_steps=2 * steps, accelerator="cpu", logger=False,
+                     enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+
+
+def test_ema_tracks_the_generator_and_is_what_samples_use():
+    module = _module(ema_decay=0.5)
+    start = [p.detach().clone() for p in module.generator.parameters()]
+    _trainer(3).fit(module, datamodule=ToyData())
+    live = list(module.generator.parameters())
+    ema = list(module.generator_ema.parameters())
+    assert all(not torch.equal(a, b) for a, b in zip(live, ema, strict=True))
+    assert all(not torch.equal(a, s) for a, s in zip(ema, start, strict=True))  # it moved toward G
+    assert module.sampling_generator is module.generator_ema
+    assert all(not p.requires_grad for p in ema)
+    state = module.state_dict()
+    assert any(k.startswith("generator_ema.") for k in state)  # saved in checkpoints
+    assert torch.equal(module.generator_ema[1].running_mean, module.generator[1].running_mean)
+
+
+def test_bad_ema_decay_is_a_user_error():
+    with pytest.raises(UserError, match="ema_decay"):
+        _module(ema_decay=1.5)
+
+
+def test_nonfinite_loss_stops_before_the_update():
+    module = _module(loss=NaNAfter(3))
+    trainer = _trainer(10)
+    with pytest.raises(UserError, match="discriminator loss became nan at generator step 2"):
+        trainer.fit(module, datamodule=ToyData())
+    d_weights = module.discriminator[0].weight.detach()
+    assert torch.isfinite(d_weights).all()  # never stepped with the NaN gradient
+    assert module.generator_steps == 2
+
+
+def test_nonfinite_loss_skip_counts_steps_and_keeps_weights_finite():
+    module = _module(loss=NaNAfter(3), on_nonfinite="skip")
+    before = module.discriminator[0].weight.detach().clone()
+    _trainer(6).fit(module, datamodule=ToyData())
+    assert module.generator_steps == 6  # the budget still counts every batch
+    assert module.skipped_steps == 4  # D steps 3..6 were NaN
+    assert torch.isfinite(module.discriminator[0].weight).all()
+    assert not torch.equal(module.discriminator[0].weight, before)  # steps 1-2 happened
