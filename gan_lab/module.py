@@ -45,6 +45,8 @@ class GANModule(L.LightningModule):
         config: dict[str, Any] | None = None,
         ema_decay: float | None = None,
         on_nonfinite: str = "stop",
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -77,6 +79,9 @@ class GANModule(L.LightningModule):
         self.generator_ema = None
         if ema_decay is not None:
             self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
+        # Speed options (see README "Performance"): NHWC memory layout, torch.compile.
+        self.channels_last = channels_last
+        self.compile_networks = compile
         self._val_noise_blocks: dict[int, torch.Tensor] = {}
         self._val_seen = 0
 
@@ -95,6 +100,16 @@ class GANModule(L.LightningModule):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.sampling_generator(z)
+
+    def configure_model(self) -> None:
+        """Apply the speed options once the module is on its device (before DDP wraps it)."""
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        if self.compile_networks and not getattr(self, "_compiled", False):
+            # In place (nn.Module.compile): parameter names and checkpoints stay the same.
+            self.generator.compile()
+            self.discriminator.compile()
+            self._compiled = True
 
     def on_fit_start(self) -> None:
         # Every rank was seeded alike (so the networks start equal); the training latents must
@@ -155,6 +170,8 @@ class GANModule(L.LightningModule):
     def training_step(self, real: torch.Tensor, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         n = real.size(0)
+        if self.channels_last:
+            real = real.contiguous(memory_format=torch.channels_last)
 
         with self.toggled_optimizer(opt_d):
             for _ in range(self.n_disc):

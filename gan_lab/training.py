@@ -49,6 +49,8 @@ def build_module(cfg: DictConfig) -> GANModule:
         config=OmegaConf.to_container(cfg, resolve=True),
         ema_decay=cfg.get("ema_decay"),
         on_nonfinite=cfg.get("on_nonfinite", "stop"),
+        channels_last=cfg.get("channels_last", False),
+        compile=cfg.get("compile", False),
     )
 
 

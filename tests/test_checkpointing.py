@@ -109,3 +109,24 @@ def test_nonfinite_loss_skip_counts_steps_and_keeps_weights_finite():
     assert module.skipped_steps == 4  # D steps 3..6 were NaN
     assert torch.isfinite(module.discriminator[0].weight).all()
     assert not torch.equal(module.discriminator[0].weight, before)  # steps 1-2 happened
+
+
+def test_channels_last_option_trains_in_nhwc():
+    module = GANModule(
+        generator=nn.Sequential(nn.Linear(2, 16), nn.Unflatten(1, (1, 4, 4)),
+                                nn.Conv2d(1, 3, 3, padding=1)),
+        discriminator=nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(16, 1),
+                                    nn.Flatten(0)),
+        generator_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
+        discriminator_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
+        latent_dim=2, num_fixed_samples=4, channels_last=True,
+    )  # fmt: skip
+
+    class Images(L.LightningDataModule):
+        def train_dataloader(self):
+            return torch.utils.data.DataLoader(torch.randn(32, 3, 4, 4), batch_size=8)
+
+    _trainer(2).fit(module, datamodule=Images())
+    assert module.discriminator[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert module.generator[2].weight.is_contiguous(memory_format=torch.channels_last)
+    assert module.generator_steps == 2

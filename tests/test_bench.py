@@ -1,0 +1,58 @@
+"""gan_lab.bench runs its sections in one process and writes its JSON; speed options train."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gan_lab.bench import main, matmul_peak
+
+TINY = ["steps=2", "warmup=1", "repeats=1", "~models.dcgan64", "precision_model=mnist_default",
+        "batch_size=32", "compile=[false]", "data_batches=3", "eval_images=32",
+        "matmul_size=256", "data_datasets=[mnist]"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_bench_writes_table_and_json(tmp_path, capsys, monkeypatch, session_data_dir):
+    from conftest import SHARED_DATA
+
+    monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
+    monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
+    out = tmp_path / "bench.json"
+    main([*TINY, "sections=[train,precision,data,flops]", f"out={out}"])
+    result = json.loads(out.read_text())
+    assert result["machine"]["threads"] == torch.get_num_threads()
+    assert result["machine"]["torch"] == torch.__version__
+    (train,) = result["train"]
+    assert train["lightning_images_per_second"] > 0 and train["plain_images_per_second"] > 0
+    assert train["ratio"] == pytest.approx(
+        train["lightning_images_per_second"] / train["plain_images_per_second"]
+    )
+    # 2 precisions x channels_last off/on (x compile off) on CPU.
+    assert [(r["precision"], r["channels_last"]) for r in result["precision"]] == [
+        ("32-true", False),
+        ("32-true", True),
+        ("bf16-mixed", False),
+        ("bf16-mixed", True),
+    ]
+    (data,) = result["data"]
+    assert data["gan_lab_images_per_second"] > 0 and data["torchvision_pil_images_per_second"] > 0
+    (flops,) = result["flops"]["models"]
+    # The default MNIST DCGAN: tens of MFLOP per training image (fwd + bwd of D and G).
+    assert 1e7 < flops["flops_per_image"] < 1e9
+    assert 0 < flops["fraction_of_fp32_peak"] < 1.5
+    printed = capsys.readouterr().out
+    assert "| mnist_default | 32-true |" in printed and f"written: {out}" in printed
+
+
+def test_bad_bench_section_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sections=[train,warp]"])
+    assert exit_info.value.code == 2
+    assert "unknown bench sections ['warp']" in capsys.readouterr().err
+
+
+def test_matmul_peak_is_a_rate():
+    assert matmul_peak(128, torch.float32, torch.device("cpu"), repeats=2) > 1e6
