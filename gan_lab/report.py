@@ -32,6 +32,24 @@ IGNORED_KEYS = (
 )  # fmt: skip
 
 
+# A run directory's final evaluation (python -m gan_lab.eval ckpt_path=<run> out=<run>/eval.json):
+# its metrics join the table as eval_<metric>, e.g. eval_fid_domain on 10,000 samples.
+EVAL_FILE = "eval.json"
+
+
+def _merge_eval(run: dict[str, Any], path: Path) -> None:
+    if run.get("status") != "completed" or not path.is_file():
+        return
+    try:
+        evaluation = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return  # a damaged eval.json leaves the run's own metrics
+    metrics = run.setdefault("metrics", {})
+    for key, value in evaluation.get("metrics", {}).items():
+        metrics[f"eval_{key}"] = value
+    run["eval_protocol"] = evaluation.get("metrics_protocol", {})
+
+
 @dataclass
 class Setting:
     """The runs of one setting (same overrides but the seed)."""
@@ -68,6 +86,7 @@ def load_settings(root: Path) -> list[Setting]:
         except (OSError, ValueError) as err:
             run = {"status": "failed", "error": f"unreadable summary.json ({err})"}
         run.setdefault("run_dir", str(path.parent))
+        _merge_eval(run, path.parent / EVAL_FILE)
         runs.append(run)
     values: dict[str, set[str]] = defaultdict(set)
     for run in runs:

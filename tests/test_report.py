@@ -52,3 +52,30 @@ def test_report_of_a_folder_without_runs_is_one_line(run_env, repo_root, tmp_pat
         cwd=repo_root, env=run_env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 2 and out.stderr.strip().startswith("error: no summary.json under")
+
+
+def test_eval_json_beside_a_summary_joins_the_table(tmp_path):
+    """A run's gan_lab.eval result (eval.json in its directory) becomes eval_<metric> columns."""
+    from gan_lab.report import load_settings, metric_names, table_rows
+
+    for i, (dim, seed, fid, eval_fid) in enumerate([(25, 0, 300.0, 290.0), (25, 1, 310.0, 300.0),
+                                                     (50, 0, 200.0, 195.0)]):  # fmt: skip
+        run = tmp_path / str(i)
+        run.mkdir()
+        summary = {"status": "completed", "overrides": [f"model.latent_dim={dim}", f"seed={seed}"],
+                   "metrics": {"fid_domain": fid}}  # fmt: skip
+        (run / "summary.json").write_text(json.dumps(summary))
+        evaluation = {"metrics": {"fid_domain": eval_fid},
+                      "metrics_protocol": {"num_samples": 10000, "label": "sound"}}  # fmt: skip
+        if i != 2:
+            (run / "eval.json").write_text(json.dumps(evaluation))
+    settings = load_settings(tmp_path)
+    assert metric_names(settings) == ["eval_fid_domain", "fid_domain"]
+    rows = {r["setting"]: r for r in table_rows(settings, metric_names(settings))}
+    assert rows["model.latent_dim=25"]["eval_fid_domain_mean"] == pytest.approx(295.0)
+    assert rows["model.latent_dim=25"]["fid_domain_mean"] == pytest.approx(305.0)
+    assert rows["model.latent_dim=50"]["fid_domain_mean"] == pytest.approx(200.0)
+    assert (
+        rows["model.latent_dim=50"]["eval_fid_domain_mean"]
+        != rows["model.latent_dim=50"]["eval_fid_domain_mean"]
+    )  # NaN: that run has no eval.json
