@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -98,7 +99,13 @@ def load_settings(root: Path) -> list[Setting]:
         kept = sorted(o for o in run.get("overrides", []) if _key(o) in varying)
         name = ",".join(kept) or "(all runs)"
         settings.setdefault(name, Setting(name)).runs.append(run)
-    return [settings[k] for k in sorted(settings)]
+    return [settings[k] for k in sorted(settings, key=natural_key)]
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort "latent_dim=25" before "latent_dim=100": numbers in names compare as numbers."""
+    parts = re.split(r"(-?\d+(?:\.\d+)?(?:e-?\d+)?)", name)
+    return [(0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts)]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:

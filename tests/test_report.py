@@ -79,3 +79,10 @@ def test_eval_json_beside_a_summary_joins_the_table(tmp_path):
         rows["model.latent_dim=50"]["eval_fid_domain_mean"]
         != rows["model.latent_dim=50"]["eval_fid_domain_mean"]
     )  # NaN: that run has no eval.json
+
+
+def test_settings_sort_numbers_as_numbers():
+    from gan_lab.report import natural_key
+
+    names = ["model.latent_dim=100", "model.latent_dim=25", "model.latent_dim=50"]
+    assert sorted(names, key=natural_key) == [names[1], names[2], names[0]]
