@@ -168,7 +168,14 @@ def plot_by_setting(rows: list[dict], metric: str, out: Path) -> Path:
     x = range(len(rows))
     ax.errorbar(x, [r[f"{metric}_mean"] for r in rows], yerr=[r[f"{metric}_std"] for r in rows],
                 fmt="o", capsize=4)  # fmt: skip
-    ax.set_xticks(list(x), [f"{r['setting']}\n(n={r['runs']})" for r in rows], fontsize=8)
+    keys = {r["setting"].split("=", 1)[0] for r in rows if "," not in r["setting"]}
+    one_key = len(keys) == 1 and all("," not in r["setting"] for r in rows)
+    # One swept key: ticks show its values and the axis names it (long names overlap).
+    labels = [r["setting"].split("=", 1)[-1] if one_key else r["setting"] for r in rows]
+    ax.set_xticks(list(x), [f"{t}\n(n={r['runs']})" for t, r in zip(labels, rows, strict=True)],
+                  fontsize=8)  # fmt: skip
+    if one_key:
+        ax.set_xlabel(keys.pop())
     ax.set_ylabel(f"{metric} (mean ± std over seeds)")
     fig.tight_layout()
     path = out / f"{metric}_by_setting.png"
@@ -177,7 +184,12 @@ def plot_by_setting(rows: list[dict], metric: str, out: Path) -> Path:
     return path
 
 
-def plot_by_step(settings: list[Setting], metric: str, out: Path) -> Path:
+def plot_by_step(settings: list[Setting], metric: str, out: Path) -> Path | None:
+    """Metric against generator step (mean over seeds); None for a metric with no history,
+    such as a final evaluation's eval_<metric>."""
+    if not any(metric in point for s in settings for r in s.completed
+               for point in r.get("metrics_history", [])):  # fmt: skip
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,6 +208,9 @@ def plot_by_step(settings: list[Setting], metric: str, out: Path) -> Path:
                     label=s.name)  # fmt: skip
     ax.set_xlabel("generator steps")
     ax.set_ylabel(f"{metric} (mean over seeds)")
+    low, high = ax.get_ylim()
+    if low > 0 and high / low > 20:  # early FIDs in the thousands flatten the later curve
+        ax.set_yscale("log")
     ax.legend(fontsize=7)
     fig.tight_layout()
     path = out / f"{metric}_by_step.png"
@@ -249,7 +264,9 @@ def make_report(root: Path, out: Path | None = None) -> dict[str, Any]:
         written["files"] += [str(out / "report.md"), str(out / "report.csv")]
         for m in metrics:
             written["files"].append(str(plot_by_setting(rows, m, out)))
-            written["files"].append(str(plot_by_step(settings, m, out)))
+            by_step = plot_by_step(settings, m, out)
+            if by_step is not None:
+                written["files"].append(str(by_step))
     else:
         write_tables(settings, [], out)
         written["files"] += [str(out / "report.md"), str(out / "report.csv")]
