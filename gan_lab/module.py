@@ -213,16 +213,15 @@ class GANModule(L.LightningModule):
 
     def validation_noise(self, indices: torch.Tensor) -> torch.Tensor:
         """The latent vector of each validation sample index, the same in every run layout."""
-        rows = []
-        for i in indices.tolist():
-            block = i // VAL_NOISE_BLOCK
+        for block in range(int(indices.max()) // VAL_NOISE_BLOCK + 1):
             if block not in self._val_noise_blocks:
                 g = torch.Generator().manual_seed(self.seed * 1_000_003 + block + 1)
                 self._val_noise_blocks[block] = torch.randn(
                     VAL_NOISE_BLOCK, self.latent_dim, generator=g
                 )
-            rows.append(self._val_noise_blocks[block][i % VAL_NOISE_BLOCK])
-        return torch.stack(rows).to(self.device)
+        blocks, rows = indices // VAL_NOISE_BLOCK, indices % VAL_NOISE_BLOCK
+        table = torch.stack([self._val_noise_blocks[b] for b in range(len(self._val_noise_blocks))])
+        return table[blocks, rows].to(self.device)
 
     def on_validation_epoch_start(self) -> None:
         self._val_seen = 0
