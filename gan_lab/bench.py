@@ -18,6 +18,7 @@ It prints a table and writes JSON with the machine (device, threads, versions).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import resource
@@ -74,10 +75,26 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: CUDA's allocator peak, or on Linux the process's peak RSS (VmHWM)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    # "5" resets VmHWM to the current RSS (Linux >= 4.0, proc(5) clear_refs); elsewhere the
+    # peak stays the process's whole-life peak.
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory so far: CUDA allocator peak, or the process's peak RSS on CPU."""
+    """Peak memory since reset_peak_memory: CUDA allocated bytes, or the process's peak RSS."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -88,6 +105,7 @@ class StepTimer(L.Callback):
     def __init__(self, warmup: int, device: torch.device) -> None:
         self.warmup, self.device = warmup, device
         self.start = self.end = None
+        self.fit_start = time.perf_counter()
         self.batches = 0
         self.wait = 0.0
         self._last_end: float | None = None
@@ -119,7 +137,8 @@ def lightning_segment(module, datamodule, cfg: DictConfig, steps: int, warmup: i
     trainer.fit(module, datamodule=datamodule)
     seconds = timer.end - timer.start
     images = timer.batches * datamodule.batch_size
-    return {"images_per_second": images / seconds, "data_wait_share": timer.wait / seconds}
+    return {"images_per_second": images / seconds, "data_wait_share": timer.wait / seconds,
+            "startup_seconds": timer.start - timer.fit_start}  # fmt: skip
 
 
 def plain_segment(module, datamodule, cfg: DictConfig, steps: int, warmup: int,
@@ -181,6 +200,7 @@ def compare_training(name: str, cfg: DictConfig, bench: DictConfig,
                      device: torch.device) -> dict[str, Any]:  # fmt: skip
     """Lightning (A) and the plain loop (B) over the same networks and data, A B A B."""
     L.seed_everything(0, verbose=False)
+    reset_peak_memory(device)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
@@ -204,12 +224,46 @@ def compare_training(name: str, cfg: DictConfig, bench: DictConfig,
         "plain_images_per_second": plain, "ratio": lightning / plain,
         "segments": ips, "data_wait_share": _mean([r["data_wait_share"] for r in
                                                    runs["lightning"]]),
+        # Fit start to the first timed batch of the first segment: data setup, warm-up steps
+        # and, with compile=true, compilation.
+        "startup_seconds": runs["lightning"][0]["startup_seconds"],
         "peak_memory_mb": peak_memory_mb(device),
     }  # fmt: skip
 
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
+
+
+# ---------------------------------------------------------------------------- memory
+def largest_batch(name: str, cfg: DictConfig, bench: DictConfig,
+                  device: torch.device) -> dict[str, Any]:  # fmt: skip
+    """The largest training batch that fits, by Lightning's batch-size finder (binary search on
+    out-of-memory errors), and the peak memory of the search."""
+    from lightning.pytorch.tuner import Tuner
+
+    L.seed_everything(0, verbose=False)
+    reset_peak_memory(device)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg)
+    with tempfile.TemporaryDirectory() as root:  # the finder's temporary checkpoint
+        trainer = L.Trainer(
+            accelerator=device.type, devices=1, precision=cfg.trainer.precision, logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=root,
+        )  # fmt: skip
+        found = Tuner(trainer).scale_batch_size(
+            module, datamodule=datamodule, mode="binsearch", init_val=bench.batch_size,
+            steps_per_trial=2 * (cfg.n_disc + 1),  # optimizer steps: 2 batches per trial
+            max_trials=bench.largest_batch_trials, max_val=bench.largest_batch_max,
+            margin=0.0,  # the largest that fit, not a safety-trimmed one
+        )  # fmt: skip
+    return {"name": name, "precision": str(cfg.trainer.precision),
+            "channels_last": bool(cfg.channels_last), "largest_batch": found,
+            "at_search_limit": found >= bench.largest_batch_max,
+            "peak_memory_mb": peak_memory_mb(device)}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- data
@@ -269,19 +323,22 @@ def _read_rate(batches: Callable[[], Iterator[torch.Tensor]], bench: DictConfig,
 
 # ---------------------------------------------------------------------------- evaluation
 def evaluation(bench: DictConfig, device: torch.device) -> dict[str, Any]:
+    """Per extractor: its images/s, and a validation epoch's metrics with a cold and a warm
+    real-statistics cache (GANModule under ``Trainer.validate``, as at each validation)."""
     from gan_lab.metrics.extractors import build_extractor
-    from gan_lab.metrics.validation import build_validation_metrics
 
-    cfg = training_config(["data=mnist"], bench.batch_size)
+    cfg = training_config(list(bench.models[bench.eval_model]), bench.batch_size)
     datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
     datamodule.setup("fit")
+    datamodule.val_samples = bench.eval_samples
+    module = build_module(cfg)
     images = datamodule.val_images()[: bench.eval_images]
-    out: dict[str, Any] = {}
-    for name in ("domain", "inception"):
+    out: dict[str, Any] = {"model": bench.eval_model, "validation_samples": bench.eval_samples}
+    for name in bench.eval_extractors:
         try:
             extractor = build_extractor(name, datamodule=datamodule).to(device)
         except UserError as err:  # e.g. no Inception weights reachable
-            out[f"{name}_images_per_second"] = None
             out[f"{name}_unavailable"] = str(err)
             continue
         x = images.to(device).float() / 255
@@ -293,16 +350,43 @@ def evaluation(bench: DictConfig, device: torch.device) -> dict[str, Any]:
                 extractor(chunk)
             sync(device)
         out[f"{name}_images_per_second"] = len(x) / (time.perf_counter() - start)
-    # The real statistics of a validation: computed (cold cache) or loaded (warm cache).
-    with tempfile.TemporaryDirectory() as stats:
-        for label in ("cold", "warm"):
-            metrics = build_validation_metrics(datamodule, num_samples=2000)
-            metrics.stats_dir = Path(stats)
-            start = time.perf_counter()
-            for name in metrics.extractors:
-                metrics.real_outputs(name, datamodule.val_images(), device)
-            out[f"real_stats_seconds_{label}_cache"] = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as stats:
+            for cache in ("cold", "warm"):  # the same stats dir: the second run finds it
+                seconds = validation_seconds(module, datamodule, name, Path(stats), device)
+                out[f"{name}_validation_seconds_{cache}_cache"] = seconds["validation"]
+                out[f"{name}_real_stats_seconds_{cache}_cache"] = seconds["real_stats"]
     return out
+
+
+def validation_seconds(module, datamodule, extractor: str, stats_dir: Path,
+                       device: torch.device) -> dict[str, float]:  # fmt: skip
+    """Wall time of one validation epoch with metrics, and the real-statistics share of it."""
+    from gan_lab.metrics.validation import build_validation_metrics
+
+    metrics = build_validation_metrics(
+        datamodule, num_samples=datamodule.val_samples, extractors=[extractor]
+    )
+    metrics.stats_dir = stats_dir
+    real_seconds = 0.0
+    real_outputs = metrics.real_outputs
+
+    def timed_real_outputs(*args: Any) -> dict:
+        nonlocal real_seconds
+        start = time.perf_counter()
+        result = real_outputs(*args)
+        sync(device)
+        real_seconds += time.perf_counter() - start
+        return result
+
+    metrics.real_outputs = timed_real_outputs
+    trainer = L.Trainer(
+        accelerator=device.type, devices=1, logger=False, callbacks=[metrics],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    start = time.perf_counter()
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    sync(device)
+    return {"validation": time.perf_counter() - start, "real_stats": real_seconds}
 
 
 # ---------------------------------------------------------------------------- FLOPs
@@ -319,31 +403,38 @@ def flops_per_image(cfg: DictConfig, device: torch.device) -> float:
     return counter.get_total_flops() / datamodule.batch_size
 
 
-def matmul_peak(size: int, dtype: torch.dtype, device: torch.device, repeats: int = 5) -> float:
+def matmul_peak(size: int, dtype: torch.dtype, device: torch.device, repeats: int = 5,
+                min_seconds: float = 1.0) -> float:  # fmt: skip
+    """FLOP/s of the fastest of at least ``repeats`` square matmuls (and ``min_seconds``)."""
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     a @ b
     sync(device)
-    best = float("inf")
-    for _ in range(repeats):
+    best, n, begin = float("inf"), 0, time.perf_counter()
+    while n < repeats or time.perf_counter() - begin < min_seconds:
         start = time.perf_counter()
         a @ b
         sync(device)
-        best = min(best, time.perf_counter() - start)
+        best, n = min(best, time.perf_counter() - start), n + 1
     return 2 * size**3 / best
 
 
 # ---------------------------------------------------------------------------- driver
 def run(bench: DictConfig) -> dict[str, Any]:
     device = pick_device(bench.device)
-    known = {"train", "precision", "data", "eval", "flops"}
+    known = {"train", "precision", "memory", "data", "eval", "flops"}
     unknown = set(bench.sections) - known
     if unknown:
         raise UserError(f"unknown bench sections {sorted(unknown)}; choose from {sorted(known)}")
     result: dict[str, Any] = {"machine": machine(device), "config": OmegaConf.to_container(bench)}
     models = {k: list(v) for k, v in bench.models.items()}
-    if bench.precision_model not in models:
-        raise UserError(f"precision_model={bench.precision_model} is not one of {list(models)}")
+    if bench.largest_batch not in ("cuda", "always", "never"):
+        raise UserError(f"largest_batch={bench.largest_batch}: choose cuda, always or never")
+    for key, names in (("precision_models", bench.precision_models),
+                       ("eval_model", [bench.eval_model])):  # fmt: skip
+        for name in names:
+            if name not in models:
+                raise UserError(f"{key}: {name} is not one of the models {list(models)}")
     if "train" in bench.sections:
         result["train"] = [
             _log(compare_training(name, training_config(o, bench.batch_size), bench, device))
@@ -352,13 +443,25 @@ def run(bench: DictConfig) -> dict[str, Any]:
     if "precision" in bench.sections:
         precisions = list(bench.precisions) + (["16-mixed"] if device.type == "cuda" else [])
         rows = []
-        for precision in precisions:
-            for channels_last in bench.channels_last:
-                for compiled in bench.compile:
-                    cfg = training_config(models[bench.precision_model], bench.batch_size,
-                                          precision, channels_last, compiled)  # fmt: skip
-                    rows.append(_log(compare_training(bench.precision_model, cfg, bench, device)))
+        for name in bench.precision_models:
+            for precision in precisions:
+                for channels_last in bench.channels_last:
+                    for compiled in bench.compile:
+                        cfg = training_config(models[name], bench.batch_size, precision,
+                                              channels_last, compiled)  # fmt: skip
+                        rows.append(_log(compare_training(name, cfg, bench, device)))
         result["precision"] = rows
+    if "memory" in bench.sections:
+        if bench.largest_batch == "always" or (bench.largest_batch, device.type) == ("cuda",) * 2:
+            result["memory"] = [
+                _log(largest_batch(name, training_config(o, bench.batch_size), bench, device))
+                for name, o in models.items()
+            ]
+        else:  # host RAM is not what limits the batch, and a too-large one is OOM-killed
+            result["memory"] = {
+                "skipped": f"no largest-batch search on {device.type} with "
+                f"largest_batch={bench.largest_batch}"
+            }
     if "data" in bench.sections:
         result["data"] = [_log(data_path(d, bench, device)) for d in bench.data_datasets]
     if "eval" in bench.sections:
@@ -392,14 +495,21 @@ def table(result: dict[str, Any]) -> str:
     rows = result.get("train", []) + result.get("precision", [])
     if rows:
         lines += ["| model | precision | channels_last | compile | gan_lab img/s | plain img/s |"
-                  " ratio | data wait | peak MB |", "|" + " --- |" * 9]  # fmt: skip
+                  " ratio | data wait | startup s | peak MB |", "|" + " --- |" * 10]  # fmt: skip
         for r in rows:
             lines.append(
                 f"| {r['name']} | {r['precision']} | {r['channels_last']} | {r['compile']} | "
                 f"{r['lightning_images_per_second']:.0f} | {r['plain_images_per_second']:.0f} | "
                 f"{r['ratio']:.3f} | {100 * r['data_wait_share']:.1f}% | "
-                f"{r['peak_memory_mb']:.0f} |"
+                f"{r['startup_seconds']:.1f} | {r['peak_memory_mb']:.0f} |"
             )
+    memory = result.get("memory")
+    if isinstance(memory, dict):
+        lines.append(f"\nlargest batch: {memory['skipped']}")
+    for r in memory or []:
+        limit = " (the search limit)" if r["at_search_limit"] else ""
+        lines.append(f"\nlargest batch {r['name']} {r['precision']}: {r['largest_batch']}{limit}, "
+                     f"peak {r['peak_memory_mb']:.0f} MB")  # fmt: skip
     for r in result.get("data", []):
         ours, pil = r["gan_lab_images_per_second"], r["torchvision_pil_images_per_second"]
         lines.append(

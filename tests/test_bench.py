@@ -9,8 +9,10 @@ import torch
 
 from gan_lab.bench import main, matmul_peak
 
-TINY = ["steps=2", "warmup=1", "repeats=1", "~models.dcgan64", "precision_model=mnist_default",
+TINY = ["steps=2", "warmup=1", "repeats=1", "~models.dcgan64", "precision_models=[mnist_default]",
         "batch_size=32", "compile=[false]", "data_batches=3", "eval_images=32",
+        "eval_model=mnist_default", "eval_extractors=[domain]", "eval_samples=64",
+        "largest_batch=always", "largest_batch_max=64",
         "matmul_size=256", "data_datasets=[mnist]"]  # fmt: skip
 
 
@@ -21,7 +23,7 @@ def test_bench_writes_table_and_json(tmp_path, capsys, monkeypatch, session_data
     monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
     monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
     out = tmp_path / "bench.json"
-    main([*TINY, "sections=[train,precision,data,flops]", f"out={out}"])
+    main([*TINY, "sections=[train,precision,memory,data,eval,flops]", f"out={out}"])
     result = json.loads(out.read_text())
     assert result["machine"]["threads"] == torch.get_num_threads()
     assert result["machine"]["torch"] == torch.__version__
@@ -37,14 +39,50 @@ def test_bench_writes_table_and_json(tmp_path, capsys, monkeypatch, session_data
         ("bf16-mixed", False),
         ("bf16-mixed", True),
     ]
+    # Peak memory is per configuration: the peak RSS is reset before each (Linux).
+    assert all(r["peak_memory_mb"] > 0 for r in result["precision"])
+    assert len({r["peak_memory_mb"] for r in [train, *result["precision"]]}) > 1
+    assert all(r["startup_seconds"] > 0 for r in result["precision"])
+    # Lightning's batch-size finder grew batch 32 to the search limit 64 (CPU RAM is ample).
+    (memory,) = result["memory"]
+    assert memory["largest_batch"] == 64 and memory["at_search_limit"]
+    ev = result["eval"]
+    assert ev["domain_images_per_second"] > 0
+    # A warm cache loads the real statistics instead of running the classifier over them.
+    cold, warm = (
+        ev["domain_real_stats_seconds_cold_cache"],
+        ev["domain_real_stats_seconds_warm_cache"],
+    )
+    assert 0 < warm < cold
+    assert ev["domain_validation_seconds_warm_cache"] > warm
     (data,) = result["data"]
     assert data["gan_lab_images_per_second"] > 0 and data["torchvision_pil_images_per_second"] > 0
     (flops,) = result["flops"]["models"]
     # The default MNIST DCGAN: tens of MFLOP per training image (fwd + bwd of D and G).
     assert 1e7 < flops["flops_per_image"] < 1e9
-    assert 0 < flops["fraction_of_fp32_peak"] < 1.5
+    # Achieved = FLOPs per image x gan_lab's images/s, over the peak measured in the same run
+    # (no bound on the fraction: a matmul peak taken while other jobs share the cores is low).
+    peak = result["flops"]["matmul_peak_fp32"]
+    assert flops["achieved_flops"] == pytest.approx(
+        flops["flops_per_image"] * train["lightning_images_per_second"]
+    )
+    assert flops["fraction_of_fp32_peak"] == pytest.approx(flops["achieved_flops"] / peak)
     printed = capsys.readouterr().out
     assert "| mnist_default | 32-true |" in printed and f"written: {out}" in printed
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["largest_batch=sometimes"], "largest_batch=sometimes: choose cuda, always or never"),
+        (["eval_model=dcgan128"], "eval_model: dcgan128 is not one of the models"),
+    ],
+)
+def test_bad_bench_option_is_one_line(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_bad_bench_section_is_one_line(capsys):
@@ -55,4 +93,4 @@ def test_bad_bench_section_is_one_line(capsys):
 
 
 def test_matmul_peak_is_a_rate():
-    assert matmul_peak(128, torch.float32, torch.device("cpu"), repeats=2) > 1e6
+    assert matmul_peak(128, torch.float32, torch.device("cpu"), 2, min_seconds=0.1) > 1e6
