@@ -419,10 +419,39 @@ def matmul_peak(size: int, dtype: torch.dtype, device: torch.device, repeats: in
     return 2 * size**3 / best
 
 
+# ---------------------------------------------------------------------------- profile
+def profile_training(name: str, cfg: DictConfig, bench: DictConfig, device: torch.device,
+                     trace: Path) -> dict[str, Any]:  # fmt: skip
+    """torch.profiler over a few GANModule steps under Lightning: the operators that take the
+    time (self time, as a share of the profiled total), and a Chrome trace to open."""
+    from torch.profiler import ProfilerActivity, profile
+
+    L.seed_everything(0, verbose=False)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    module = build_module(cfg)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
+                                           else [])  # fmt: skip
+    lightning_segment(module, datamodule, cfg, 1, bench.warmup, device)  # warm-up, unprofiled
+    with profile(activities=activities) as prof:
+        lightning_segment(module, datamodule, cfg, bench.profile_steps, 0, device)
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    prof.export_chrome_trace(str(trace))
+    attr = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = sorted(prof.key_averages(), key=lambda e: getattr(e, attr), reverse=True)
+    total = sum(getattr(e, attr) for e in events) or 1.0
+    top = [{"op": e.key, "share": getattr(e, attr) / total, "calls": e.count}
+           for e in events[: bench.profile_top]]  # fmt: skip
+    return {"name": name, "precision": str(cfg.trainer.precision),
+            "channels_last": bool(cfg.channels_last), "steps": bench.profile_steps,
+            "top_ops": top, "trace": str(trace)}  # fmt: skip
+
+
 # ---------------------------------------------------------------------------- driver
 def run(bench: DictConfig) -> dict[str, Any]:
     device = pick_device(bench.device)
-    known = {"train", "precision", "memory", "data", "eval", "flops"}
+    known = {"train", "precision", "memory", "data", "eval", "flops", "profile"}
     unknown = set(bench.sections) - known
     if unknown:
         raise UserError(f"unknown bench sections {sorted(unknown)}; choose from {sorted(known)}")
@@ -431,7 +460,8 @@ def run(bench: DictConfig) -> dict[str, Any]:
     if bench.largest_batch not in ("cuda", "always", "never"):
         raise UserError(f"largest_batch={bench.largest_batch}: choose cuda, always or never")
     for key, names in (("precision_models", bench.precision_models),
-                       ("eval_model", [bench.eval_model])):  # fmt: skip
+                       ("eval_model", [bench.eval_model]),
+                       ("profile", [p.model for p in bench.profile])):  # fmt: skip
         for name in names:
             if name not in models:
                 raise UserError(f"{key}: {name} is not one of the models {list(models)}")
@@ -480,6 +510,12 @@ def run(bench: DictConfig) -> dict[str, Any]:
                 row.update(achieved_flops=achieved, fraction_of_fp32_peak=achieved / peak32)
             flops["models"].append(_log(row))
         result["flops"] = flops
+    if "profile" in bench.sections:
+        result["profile"] = []
+        for i, p in enumerate(bench.profile):
+            cfg = training_config(models[p.model], bench.batch_size, p.precision, p.channels_last)
+            trace = Path(bench.out).with_name(f"{Path(bench.out).stem}_trace{i}.json")
+            result["profile"].append(_log(profile_training(p.model, cfg, bench, device, trace)))
     return result
 
 
@@ -529,6 +565,11 @@ def table(result: dict[str, Any]) -> str:
                 text += (f", achieved {r['achieved_flops'] / 1e9:.1f} GFLOP/s = "
                          f"{100 * r['fraction_of_fp32_peak']:.0f}% of fp32 peak")  # fmt: skip
             lines.append(text)
+    for r in result.get("profile", []):
+        lines.append(f"\nprofile {r['name']} {r['precision']} channels_last={r['channels_last']} "
+                     f"({r['steps']} steps; trace {r['trace']}):")  # fmt: skip
+        lines += [f"  {100 * op['share']:5.1f}%  {op['op']} ({op['calls']} calls)"
+                  for op in r["top_ops"]]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,8 @@ TINY = ["steps=2", "warmup=1", "repeats=1", "~models.dcgan64", "precision_models
         "batch_size=32", "compile=[false]", "data_batches=3", "eval_images=32",
         "eval_model=mnist_default", "eval_extractors=[domain]", "eval_samples=64",
         "largest_batch=always", "largest_batch_max=64",
-        "matmul_size=256", "data_datasets=[mnist]"]  # fmt: skip
+        "matmul_size=256", "data_datasets=[mnist]", "profile_steps=1",
+        "profile=[{model:mnist_default,precision:bf16-mixed,channels_last:false}]"]  # fmt: skip
 
 
 @pytest.mark.slow
@@ -23,7 +25,7 @@ def test_bench_writes_table_and_json(tmp_path, capsys, monkeypatch, session_data
     monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
     monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
     out = tmp_path / "bench.json"
-    main([*TINY, "sections=[train,precision,memory,data,eval,flops]", f"out={out}"])
+    main([*TINY, "sections=[train,precision,memory,data,eval,flops,profile]", f"out={out}"])
     result = json.loads(out.read_text())
     assert result["machine"]["threads"] == torch.get_num_threads()
     assert result["machine"]["torch"] == torch.__version__
@@ -67,6 +69,11 @@ def test_bench_writes_table_and_json(tmp_path, capsys, monkeypatch, session_data
         flops["flops_per_image"] * train["lightning_images_per_second"]
     )
     assert flops["fraction_of_fp32_peak"] == pytest.approx(flops["achieved_flops"] / peak)
+    (prof,) = result["profile"]
+    assert prof["precision"] == "bf16-mixed" and 0 < len(prof["top_ops"]) <= 12
+    assert sum(op["share"] for op in prof["top_ops"]) <= 1 + 1e-6
+    assert any("conv" in op["op"] for op in prof["top_ops"])  # the networks' own work shows
+    assert json.loads(Path(prof["trace"]).read_text())["traceEvents"]
     printed = capsys.readouterr().out
     assert "| mnist_default | 32-true |" in printed and f"written: {out}" in printed
 
