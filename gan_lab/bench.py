@@ -39,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_lab.cli import CONF_DIR, run_user_errors_as_one_line
 from gan_lab.errors import UserError
 from gan_lab.eval import pick_device
+from gan_lab.module import GANModule
 from gan_lab.training import build_module, route_lightning_logs
 
 
@@ -52,6 +53,20 @@ def training_config(overrides: list[str], batch_size: int, precision: str = "32-
             f"trainer.precision={precision}", f"channels_last={channels_last}",
             f"compile={compile}", f"paths.output_dir={tempfile.gettempdir()}/gan_lab_bench",
         ])  # fmt: skip
+
+
+def ready_datamodule(cfg: DictConfig) -> Any:
+    """The setting's datamodule, its data prepared and loaded (in memory)."""
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule
+
+
+def fresh_setting(cfg: DictConfig) -> tuple[Any, GANModule]:
+    """Seeded datamodule and GANModule of one setting, as gan_lab.train builds them."""
+    L.seed_everything(0, verbose=False)
+    return ready_datamodule(cfg), build_module(cfg)
 
 
 def machine(device: torch.device) -> dict[str, Any]:
@@ -199,12 +214,8 @@ def _cycle(loader) -> Iterator[torch.Tensor]:
 def compare_training(name: str, cfg: DictConfig, bench: DictConfig,
                      device: torch.device) -> dict[str, Any]:  # fmt: skip
     """Lightning (A) and the plain loop (B) over the same networks and data, A B A B."""
-    L.seed_everything(0, verbose=False)
     reset_peak_memory(device)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    module = build_module(cfg)
+    datamodule, module = fresh_setting(cfg)
     module.to(device)
     module.configure_model()
     runs: dict[str, list[dict[str, float]]] = {"lightning": [], "plain": []}
@@ -242,12 +253,8 @@ def largest_batch(name: str, cfg: DictConfig, bench: DictConfig,
     out-of-memory errors), and the peak memory of the search."""
     from lightning.pytorch.tuner import Tuner
 
-    L.seed_everything(0, verbose=False)
     reset_peak_memory(device)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    module = build_module(cfg)
+    datamodule, module = fresh_setting(cfg)
     with tempfile.TemporaryDirectory() as root:  # the finder's temporary checkpoint
         trainer = L.Trainer(
             accelerator=device.type, devices=1, precision=cfg.trainer.precision, logger=False,
@@ -273,9 +280,7 @@ def data_path(dataset: str, bench: DictConfig, device: torch.device) -> dict[str
     from torchvision import transforms
 
     cfg = training_config([f"data={dataset}"], bench.batch_size)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule = ready_datamodule(cfg)
     images = datamodule.train_images()
 
     def ours() -> Iterator[torch.Tensor]:
@@ -328,9 +333,7 @@ def evaluation(bench: DictConfig, device: torch.device) -> dict[str, Any]:
     from gan_lab.metrics.extractors import build_extractor
 
     cfg = training_config(list(bench.models[bench.eval_model]), bench.batch_size)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule = ready_datamodule(cfg)
     datamodule.val_samples = bench.eval_samples
     module = build_module(cfg)
     images = datamodule.val_images()[: bench.eval_images]
@@ -394,8 +397,7 @@ def flops_per_image(cfg: DictConfig, device: torch.device) -> float:
     """FLOPs of one training step (D and G updates, fwd + bwd) per real image, fp32."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
+    datamodule = ready_datamodule(cfg)
     module = build_module(cfg).to(device)
     counter = FlopCounterMode(display=False)
     with counter:
@@ -426,11 +428,7 @@ def profile_training(name: str, cfg: DictConfig, bench: DictConfig, device: torc
     time (self time, as a share of the profiled total), and a Chrome trace to open."""
     from torch.profiler import ProfilerActivity, profile
 
-    L.seed_everything(0, verbose=False)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    module = build_module(cfg)
+    datamodule, module = fresh_setting(cfg)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda"
                                            else [])  # fmt: skip
     lightning_segment(module, datamodule, cfg, 1, bench.warmup, device)  # warm-up, unprofiled

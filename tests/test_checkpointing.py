@@ -111,21 +111,26 @@ def test_nonfinite_loss_skip_counts_steps_and_keeps_weights_finite():
     assert not torch.equal(module.discriminator[0].weight, before)  # steps 1-2 happened
 
 
-def test_channels_last_option_trains_in_nhwc():
-    module = GANModule(
+def _image_module(**options) -> GANModule:
+    """A GANModule over tiny convolutional networks and 3x4x4 images."""
+    return GANModule(
         generator=nn.Sequential(nn.Linear(2, 16), nn.Unflatten(1, (1, 4, 4)),
                                 nn.Conv2d(1, 3, 3, padding=1)),
         discriminator=nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(16, 1),
                                     nn.Flatten(0)),
         generator_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
         discriminator_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
-        latent_dim=2, num_fixed_samples=4, channels_last=True,
+        latent_dim=2, num_fixed_samples=4, **options,
     )  # fmt: skip
 
-    class Images(L.LightningDataModule):
-        def train_dataloader(self):
-            return torch.utils.data.DataLoader(torch.randn(32, 3, 4, 4), batch_size=8)
 
+class Images(L.LightningDataModule):
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.randn(32, 3, 4, 4), batch_size=8)
+
+
+def test_channels_last_option_trains_in_nhwc():
+    module = _image_module(channels_last=True)
     _trainer(2).fit(module, datamodule=Images())
     assert module.discriminator[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert module.generator[2].weight.is_contiguous(memory_format=torch.channels_last)
@@ -136,26 +141,10 @@ def test_channels_last_option_trains_in_nhwc():
 def test_compile_option_trains_and_keeps_checkpoint_names(tmp_path):
     """compile=true runs the networks through torch.compile (inductor, a C++ compiler on CPU)
     in place: training steps happen, and the checkpoint's parameter names are the plain ones."""
-
-    def build(compile: bool) -> GANModule:
-        return GANModule(
-            generator=nn.Sequential(nn.Linear(2, 16), nn.Unflatten(1, (1, 4, 4)),
-                                    nn.Conv2d(1, 3, 3, padding=1)),
-            discriminator=nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(16, 1),
-                                        nn.Flatten(0)),
-            generator_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
-            discriminator_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
-            latent_dim=2, num_fixed_samples=4, compile=compile,
-        )  # fmt: skip
-
-    class Images(L.LightningDataModule):
-        def train_dataloader(self):
-            return torch.utils.data.DataLoader(torch.randn(32, 3, 4, 4), batch_size=8)
-
     from torch._dynamo.utils import counters
 
     counters.clear()
-    module = build(compile=True)
+    module = _image_module(compile=True)
     before = module.generator[0].weight.detach().clone()
     trainer = _trainer(2)
     trainer.fit(module, datamodule=Images())
@@ -165,4 +154,4 @@ def test_compile_option_trains_and_keeps_checkpoint_names(tmp_path):
     assert not torch.equal(module.generator[0].weight, before)
     trainer.save_checkpoint(tmp_path / "c.ckpt")
     state = torch.load(tmp_path / "c.ckpt", weights_only=False)["state_dict"]
-    assert set(state) == set(build(compile=False).state_dict())
+    assert set(state) == set(_image_module().state_dict())
