@@ -19,6 +19,8 @@ It prints a table and writes JSON with the machine (device, threads, versions).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import json
 import platform
 import resource
@@ -95,8 +97,12 @@ def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         return
-    # "5" resets VmHWM to the current RSS (Linux >= 4.0, proc(5) clear_refs); elsewhere the
-    # peak stays the process's whole-life peak.
+    # Hand freed heap back to the OS first (glibc keeps it, and it would count as resident),
+    # then "5" resets VmHWM to the current RSS (Linux >= 4.0, proc(5) clear_refs). Elsewhere
+    # the peak stays the process's whole-life peak.
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
 
@@ -540,7 +546,7 @@ def table(result: dict[str, Any]) -> str:
     memory = result.get("memory")
     if isinstance(memory, dict):
         lines.append(f"\nlargest batch: {memory['skipped']}")
-    for r in memory or []:
+    for r in memory if isinstance(memory, list) else []:
         limit = " (the search limit)" if r["at_search_limit"] else ""
         lines.append(f"\nlargest batch {r['name']} {r['precision']}: {r['largest_batch']}{limit}, "
                      f"peak {r['peak_memory_mb']:.0f} MB")  # fmt: skip

@@ -92,6 +92,15 @@ def test_bad_bench_option_is_one_line(capsys, args, message):
     assert message in capsys.readouterr().err
 
 
+def test_skipped_largest_batch_search_is_reported(tmp_path, capsys):
+    main(["sections=[memory]", "largest_batch=never", f"out={tmp_path / 'b.json'}"])
+    result = json.loads((tmp_path / "b.json").read_text())
+    assert result["memory"] == {
+        "skipped": "no largest-batch search on cpu with largest_batch=never"
+    }
+    assert "largest batch: no largest-batch search on cpu" in capsys.readouterr().out
+
+
 def test_bad_bench_section_is_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["sections=[train,warp]"])

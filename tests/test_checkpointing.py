@@ -155,3 +155,23 @@ def test_compile_option_trains_and_keeps_checkpoint_names(tmp_path):
     trainer.save_checkpoint(tmp_path / "c.ckpt")
     state = torch.load(tmp_path / "c.ckpt", weights_only=False)["state_dict"]
     assert set(state) == set(_image_module().state_dict())
+
+
+@pytest.mark.slow
+def test_each_built_module_compiles_afresh(tmp_path, monkeypatch):
+    """Jobs of one multirun process each compile their networks: build_module resets dynamo,
+    whose shared nn.Module._call_impl cache would otherwise fill up and fall back to eager."""
+    from conftest import compose_config
+    from torch._dynamo.utils import counters
+
+    from gan_lab.training import build_module
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    cfg = compose_config(["compile=true", "model.latent_dim=8"], tmp_path)
+    z = torch.randn(2, 8)
+    for _job in range(2):
+        counters.clear()
+        module = build_module(cfg)
+        module.configure_model()
+        module.generator(z)
+        assert counters["stats"]["unique_graphs"] == 1  # compiled, not the eager fallback

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import compose_config
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
@@ -56,10 +57,21 @@ def test_cpu_trainers_build(option, tmp_path):
     assert trainer.max_steps == 21
 
 
-def test_precision_auto_is_fp16_on_cuda_and_fp32_elsewhere():
-    assert resolve_precision("auto", "cpu") == "32-true"
+@pytest.mark.parametrize(
+    ("capabilities", "cpu_auto"),
+    [
+        ({"avx512_bf16": True, "amx_bf16": False}, "bf16-mixed"),  # e.g. Zen 4, Cooper Lake
+        ({"avx512_bf16": False, "amx_bf16": True}, "bf16-mixed"),  # Sapphire Rapids
+        ({"avx512_bf16": False, "amx_bf16": False, "avx2": True}, "32-true"),  # emulated bf16
+    ],
+)
+def test_precision_auto_per_device_class(monkeypatch, capabilities, cpu_auto):
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
+    assert resolve_precision("auto", "cpu") == cpu_auto
     assert resolve_precision("auto", "gpu") == "16-mixed"
+    assert resolve_precision("auto", "mps") == "32-true"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    assert resolve_precision("32-true", "cpu") == "32-true"
 
 
 def test_ddp_trainer_finds_unused_parameters(tmp_path):
