@@ -158,24 +158,32 @@ def write_tables(settings: list[Setting], metrics: list[str], out: Path) -> list
     return rows
 
 
+def tick_labels(settings: list[str]) -> tuple[list[str], str | None]:
+    """Tick labels for settings, and the x-axis label. One swept key: its values as ticks and
+    its name on the axis (long names overlap); several keys: one ``key=value`` per line."""
+    keys = {s.split("=", 1)[0] for s in settings if "," not in s}
+    if len(keys) == 1 and all("," not in s for s in settings):
+        return [s.split("=", 1)[-1] for s in settings], keys.pop()
+    return [s.replace(",", "\n") for s in settings], None
+
+
 def plot_by_setting(rows: list[dict], metric: str, out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(max(4, 1.2 * len(rows)), 3.5))
+    labels, xlabel = tick_labels([r["setting"] for r in rows])
+    widest = max(len(line) for t in labels for line in t.splitlines())
+    fig, ax = plt.subplots(figsize=(max(4, len(rows) * max(1.2, 0.08 * widest)), 3.5))
     x = range(len(rows))
     ax.errorbar(x, [r[f"{metric}_mean"] for r in rows], yerr=[r[f"{metric}_std"] for r in rows],
                 fmt="o", capsize=4)  # fmt: skip
-    keys = {r["setting"].split("=", 1)[0] for r in rows if "," not in r["setting"]}
-    one_key = len(keys) == 1 and all("," not in r["setting"] for r in rows)
-    # One swept key: ticks show its values and the axis names it (long names overlap).
-    labels = [r["setting"].split("=", 1)[-1] if one_key else r["setting"] for r in rows]
     ax.set_xticks(list(x), [f"{t}\n(n={r['runs']})" for t, r in zip(labels, rows, strict=True)],
                   fontsize=8)  # fmt: skip
-    if one_key:
-        ax.set_xlabel(keys.pop())
+    ax.set_xlim(-0.5, len(rows) - 0.5)
+    if xlabel:
+        ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{metric} (mean ± std over seeds)")
     fig.tight_layout()
     path = out / f"{metric}_by_setting.png"

@@ -86,3 +86,15 @@ def test_settings_sort_numbers_as_numbers():
 
     names = ["model.latent_dim=100", "model.latent_dim=25", "model.latent_dim=50"]
     assert sorted(names, key=natural_key) == [names[1], names[2], names[0]]
+
+
+def test_tick_labels_name_one_key_on_the_axis_and_stack_several():
+    from gan_lab.report import tick_labels
+
+    assert tick_labels(["model.latent_dim=25", "model.latent_dim=50"]) == (
+        ["25", "50"],
+        "model.latent_dim",
+    )
+    labels, xlabel = tick_labels(["channels_last=false,precision=32-true", "channels_last=true"])
+    assert labels == ["channels_last=false\nprecision=32-true", "channels_last=true"]
+    assert xlabel is None
