@@ -82,7 +82,8 @@ class GANModule(L.LightningModule):
         # Speed options (see README "Performance"): NHWC memory layout, torch.compile.
         self.channels_last = channels_last
         self.compile_networks = compile
-        self._val_noise_blocks: dict[int, torch.Tensor] = {}
+        # Validation latents, VAL_NOISE_BLOCK rows per seeded block, grown on demand.
+        self._val_noise_table = torch.empty(0, latent_dim)
         self._val_seen = 0
 
     @property
@@ -213,15 +214,14 @@ class GANModule(L.LightningModule):
 
     def validation_noise(self, indices: torch.Tensor) -> torch.Tensor:
         """The latent vector of each validation sample index, the same in every run layout."""
-        for block in range(int(indices.max()) // VAL_NOISE_BLOCK + 1):
-            if block not in self._val_noise_blocks:
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + block + 1)
-                self._val_noise_blocks[block] = torch.randn(
-                    VAL_NOISE_BLOCK, self.latent_dim, generator=g
-                )
-        blocks, rows = indices // VAL_NOISE_BLOCK, indices % VAL_NOISE_BLOCK
-        table = torch.stack([self._val_noise_blocks[b] for b in range(len(self._val_noise_blocks))])
-        return table[blocks, rows].to(self.device)
+        blocks = [self._val_noise_table]
+        for block in range(len(self._val_noise_table) // VAL_NOISE_BLOCK,
+                           int(indices.max()) // VAL_NOISE_BLOCK + 1):  # fmt: skip
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + block + 1)
+            blocks.append(torch.randn(VAL_NOISE_BLOCK, self.latent_dim, generator=g))
+        if len(blocks) > 1:  # grown once per new block, not per batch
+            self._val_noise_table = torch.cat(blocks)
+        return self._val_noise_table[indices.cpu()].to(self.device)
 
     def on_validation_epoch_start(self) -> None:
         self._val_seen = 0
