@@ -87,6 +87,12 @@ def machine(device: torch.device) -> dict[str, Any]:
             "python": platform.python_version()}  # fmt: skip
 
 
+def quiet_trainer(device: torch.device, **kwargs: Any) -> L.Trainer:
+    """A one-device Trainer without logger, checkpoints, progress bar or model summary."""
+    return L.Trainer(accelerator=device.type, devices=1, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, **kwargs)  # fmt: skip
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -149,12 +155,9 @@ class StepTimer(L.Callback):
 def lightning_segment(module, datamodule, cfg: DictConfig, steps: int, warmup: int,
                       device: torch.device) -> dict[str, float]:  # fmt: skip
     timer = StepTimer(warmup, device)
-    trainer = L.Trainer(
-        accelerator=device.type, devices=1, precision=cfg.trainer.precision,
-        max_steps=(steps + warmup) * (cfg.n_disc + 1), logger=False, callbacks=[timer],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, num_sanity_val_steps=0,
-    )  # fmt: skip
+    trainer = quiet_trainer(device, precision=cfg.trainer.precision, callbacks=[timer],
+                            max_steps=(steps + warmup) * (cfg.n_disc + 1),
+                            limit_val_batches=0, num_sanity_val_steps=0)  # fmt: skip
     trainer.fit(module, datamodule=datamodule)
     seconds = timer.end - timer.start
     images = timer.batches * datamodule.batch_size
@@ -262,11 +265,8 @@ def largest_batch(name: str, cfg: DictConfig, bench: DictConfig,
     reset_peak_memory(device)
     datamodule, module = fresh_setting(cfg)
     with tempfile.TemporaryDirectory() as root:  # the finder's temporary checkpoint
-        trainer = L.Trainer(
-            accelerator=device.type, devices=1, precision=cfg.trainer.precision, logger=False,
-            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=root,
-        )  # fmt: skip
+        trainer = quiet_trainer(device, precision=cfg.trainer.precision, default_root_dir=root,
+                                limit_val_batches=0, num_sanity_val_steps=0)  # fmt: skip
         found = Tuner(trainer).scale_batch_size(
             module, datamodule=datamodule, mode="binsearch", init_val=bench.batch_size,
             steps_per_trial=2 * (cfg.n_disc + 1),  # optimizer steps: 2 batches per trial
@@ -388,10 +388,7 @@ def validation_seconds(module, datamodule, extractor: str, stats_dir: Path,
         return result
 
     metrics.real_outputs = timed_real_outputs
-    trainer = L.Trainer(
-        accelerator=device.type, devices=1, logger=False, callbacks=[metrics],
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
+    trainer = quiet_trainer(device, callbacks=[metrics])
     start = time.perf_counter()
     trainer.validate(module, datamodule=datamodule, verbose=False)
     sync(device)
