@@ -23,6 +23,22 @@ def resolve_ckpt_path(ckpt_path: str) -> Path:
     return path
 
 
+def check_checkpoint_readable(path: Path) -> None:
+    """UserError unless ``path`` loads as a checkpoint of plain tensors and containers.
+
+    Memory-mapped, so checking a large checkpoint before a resume costs little; Lightning
+    would otherwise fail on it with a traceback after the run had started.
+    """
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:
+        raise UserError(
+            f"checkpoint {path} is unreadable ({type(err).__name__}: {str(err)[:120]}); it may "
+            "be truncated or not a gan_lab checkpoint: resume from another one "
+            "(ckpt_path=<file>) or start the run again"
+        ) from None
+
+
 def load_checkpoint(ckpt_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(checkpoint dict, run config) of a gan_lab checkpoint; UserError if it is not one."""
     path = resolve_ckpt_path(ckpt_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TypeVar
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
+from omegaconf import OmegaConf
 
 from gan_lab.errors import UserError
 
@@ -81,8 +83,9 @@ def check_composes(
         raise UserError(f"cannot parse overrides: {str(err).splitlines()[0]}") from err
     first = []
     for override in parsed:
-        if override.key_or_group.lstrip("+~").startswith("hydra"):
-            continue  # launcher/sweeper choices are Hydra's own business
+        key = override.key_or_group.lstrip("+~")
+        if key.startswith("hydra") and not key.startswith(("hydra.run.", "hydra.sweep.")):
+            continue  # launcher/sweeper choices are Hydra's own business (output dirs are ours)
         text = override.input_line
         if override.is_sweep_override():
             value = next(iter(override.sweep_string_iterator()))
@@ -90,13 +93,31 @@ def check_composes(
         first.append(text)
     try:
         with initialize_config_dir(str(conf_dir), version_base="1.3"):
-            compose(config_name, overrides=first)
+            cfg = compose(config_name, overrides=first, return_hydra_config=True)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         detail = "; ".join(lines[:3]) or type(err).__name__
         if "Got NoneType" in detail:
             detail += " (turn a group off with its 'none' option, e.g. metrics=none)"
         raise UserError(f"bad override: {detail}") from err
+    key = "hydra.sweep.dir" if parsed_args.multirun else "hydra.run.dir"
+    try:
+        output_dir = OmegaConf.select(cfg, key, throw_on_missing=True)
+    except OmegaConfBaseException:
+        return  # resolved only at run time (a custom interpolation): Hydra will tell
+    if output_dir:
+        check_writable_dir(Path(str(output_dir)), key)
+
+
+def check_writable_dir(path: Path, key: str) -> None:
+    """UserError unless ``path`` exists as a writable folder or can be made as one."""
+    existing = path.expanduser().absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"{key}={path}: {existing} is a file, not a folder; choose another {key}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{key}={path}: {existing} is not writable; choose another {key}")
 
 
 def hydra_quoted(text: str) -> str:

@@ -1,16 +1,21 @@
-"""Experiment loggers. W&B goes offline by itself when no API key is available."""
+"""Experiment loggers. W&B goes offline by itself when no API key is available; the CSV
+logger continues a resumed run's file."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import secrets
 import string
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from gan_lab.errors import UserError
+from gan_lab.io import atomic_write
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 RUN_ID_FILE = "wandb_run_id"
@@ -85,3 +90,52 @@ def wandb_logger(
     # deprecation warning on stderr in every run; the setting has no effect, so leave it out.
     logger._wandb_init.pop("anonymous", None)
     return logger
+
+
+class _ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that a resumed run continues metrics.csv.
+
+    Lightning's deletes an existing metrics.csv. Here the first save keeps the earlier rows
+    up to the step this run starts logging at; rows from that step on were logged after the
+    checkpoint it resumed (the run was killed past it) and are logged again now.
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir)
+        self._continued = False
+
+    def _check_log_dir_exists(self) -> None:
+        pass  # keep what is there (see the class doc)
+
+    def save(self) -> None:
+        if self.metrics and not self._continued:
+            self._continued = True
+            self._keep_rows_before(min(int(m["step"]) for m in self.metrics))
+        super().save()
+
+    def _keep_rows_before(self, step: int) -> None:
+        path = Path(self.metrics_file_path)
+        if not path.is_file():
+            return
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = [r for r in reader if r.get("step") and int(r["step"]) < step]
+            fields = list(reader.fieldnames or [])
+        self.metrics_keys = sorted(set(self.metrics_keys) | set(fields))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self.metrics_keys)  # as Lightning writes it
+        writer.writeheader()
+        writer.writerows(rows)
+        blob = out.getvalue().encode()
+        atomic_write(path, lambda f: f.write(blob))
+
+
+class ContinuingCSVLogger(CSVLogger):
+    """Lightning's CSVLogger whose metrics.csv survives ``resume=`` (see _ContinuingWriter)."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        return self._experiment

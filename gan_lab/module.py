@@ -19,6 +19,7 @@ from torch import nn
 
 from gan_lab.errors import UserError
 from gan_lab.losses import NonSaturatingLoss
+from gan_lab.rng import collect_rng_states, set_rng_states
 
 NONFINITE_POLICIES = ("stop", "skip")
 # Validation latents come in blocks of this many rows, each block from its own seeded
@@ -85,6 +86,8 @@ class GANModule(L.LightningModule):
         # Validation latents, VAL_NOISE_BLOCK rows per seeded block, grown on demand.
         self._val_noise_table = torch.empty(0, latent_dim)
         self._val_seen = 0
+        # Global RNG states of a resumed checkpoint, applied just before its next step.
+        self._rng_to_restore: dict[str, Any] | None = None
 
     @property
     def generator_steps(self) -> int:
@@ -211,6 +214,43 @@ class GANModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gan_lab_config"] = self.config
+        checkpoint["gan_lab_state"] = {
+            "skipped_steps": self.skipped_steps,
+            # Every rank's global RNG states (the training latents come from them), so that a
+            # resumed run draws the same noise. Every rank runs this hook; rank 0 writes.
+            "rng_per_rank": self._gather_rng_states(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("gan_lab_state") or {}
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        per_rank = state.get("rng_per_rank")
+        if per_rank:
+            self._rng_to_restore = {"per_rank": per_rank}
+
+    def _gather_rng_states(self) -> list[dict[str, Any]]:
+        states = collect_rng_states()
+        trainer = self._trainer
+        if trainer is None or trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return [states]
+        gathered: list[Any] = [None] * trainer.world_size
+        torch.distributed.all_gather_object(gathered, states)
+        return gathered
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Checkpoints are written at a batch's start (gan_lab.callbacks.LastCheckpoint), after
+        # anything that ran between steps (validation draws from the RNG too): restoring the
+        # states here, at the same point, continues the exact random stream.
+        if self._rng_to_restore is None:
+            return
+        per_rank = self._rng_to_restore["per_rank"]
+        self._rng_to_restore = None
+        rank, world = self.trainer.global_rank, self.trainer.world_size
+        if len(per_rank) != world:
+            # Another world size: the per-rank streams cannot continue; seed them afresh.
+            torch.manual_seed(self.seed * 1000 + rank + 7919 * self.generator_steps)
+            return
+        set_rng_states(per_rank[rank])
 
     def validation_noise(self, indices: torch.Tensor) -> torch.Tensor:
         """The latent vector of each validation sample index, the same in every run layout."""

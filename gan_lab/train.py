@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.callbacks.checkpointing import LAST_NAME
+from gan_lab.checkpoints import check_checkpoint_readable
 from gan_lab.cli import (
     check_composes,
     check_group_choices,
@@ -44,7 +45,7 @@ def train(cfg: DictConfig) -> float | None:
         if multirun:  # summary.json says "failed"; the other jobs of the sweep go on
             return None
         if user_error is not None:
-            sys.exit(2)
+            sys.exit(getattr(user_error, "exit_code", 2))  # 128 + N after a stop signal
         raise
     finally:
         _finish_wandb()
@@ -83,6 +84,7 @@ def expand_resume(args: list[str]) -> list[str]:
             f"resume={values[-1]}: no {last} (the run stopped before its first checkpoint); "
             "start it again, or lower callbacks.last_checkpoint.every_n_generator_steps"
         )
+    check_checkpoint_readable(last)
     own = [o for o in OmegaConf.load(saved) if not o.startswith(("resume=", "ckpt_path="))]
     extra = [a for a in args if not a.startswith(("resume=", "ckpt_path="))]
     return [*own, *extra, f"hydra.run.dir={hydra_quoted(str(run_dir))}",

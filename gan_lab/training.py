@@ -12,8 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.callbacks import AtomicCheckpointIO, BestCheckpoint, RunStats
-from gan_lab.callbacks.checkpointing import LAST_NAME
-from gan_lab.checkpoints import resolve_ckpt_path
+from gan_lab.callbacks.checkpointing import LAST_NAME, Interrupted
+from gan_lab.checkpoints import check_checkpoint_readable, resolve_ckpt_path
 from gan_lab.cli import find_user_error
 from gan_lab.distributed import isolated_job, use_job_subprocess_cmd
 from gan_lab.errors import UserError
@@ -22,6 +22,11 @@ from gan_lab.module import GANModule
 from gan_lab.summary import write_summary
 
 log = logging.getLogger(__name__)
+
+
+# The trainer.precision values gan_lab documents (Lightning takes a few aliases more).
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "32", "16",
+              "bf16", "64")  # fmt: skip
 
 
 def cpu_has_native_bf16() -> bool:
@@ -35,6 +40,10 @@ def resolve_precision(precision: str, accelerator: str) -> str:
     fp16 autocast with a grad scaler on CUDA; bf16 autocast on a CPU with native bf16
     (about 1.8x fp32 on the 64x64 DCGAN, FID within seed noise); fp32 elsewhere."""
     if precision != "auto":
+        if str(precision) not in PRECISIONS:
+            raise UserError(
+                f"trainer.precision={precision!r} is not one of: auto, {', '.join(PRECISIONS)}"
+            )
         return precision
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return "16-mixed"
@@ -42,6 +51,18 @@ def resolve_precision(precision: str, accelerator: str) -> str:
         accelerator == "auto" and not torch.backends.mps.is_available()
     )
     return "bf16-mixed" if on_cpu and cpu_has_native_bf16() else "32-true"
+
+
+def check_optimizer(name: str, factory: Any) -> Any:
+    """``factory`` (a partial optimizer from ``optimizer.<name>``), tried on one parameter so
+    that a bad setting (a negative lr, a beta outside [0, 1)) is one line before training."""
+    try:
+        factory([torch.nn.Parameter(torch.zeros(1))])
+    except (ValueError, TypeError) as err:
+        raise UserError(
+            f"optimizer.{name}: {err}; fix the optimizer settings (e.g. optimizer.lr=2e-4)"
+        ) from None
+    return factory
 
 
 def build_module(cfg: DictConfig) -> GANModule:
@@ -55,8 +76,10 @@ def build_module(cfg: DictConfig) -> GANModule:
     return GANModule(
         generator=instantiate(cfg.model.generator),
         discriminator=instantiate(cfg.model.discriminator),
-        generator_optimizer=instantiate(cfg.optimizer.generator),
-        discriminator_optimizer=instantiate(cfg.optimizer.discriminator),
+        generator_optimizer=check_optimizer("generator", instantiate(cfg.optimizer.generator)),
+        discriminator_optimizer=check_optimizer(
+            "discriminator", instantiate(cfg.optimizer.discriminator)
+        ),
         loss=instantiate(cfg.loss),
         latent_dim=cfg.model.latent_dim,
         n_disc=cfg.n_disc,
@@ -67,6 +90,18 @@ def build_module(cfg: DictConfig) -> GANModule:
         channels_last=cfg.get("channels_last", False),
         compile=cfg.get("compile", False),
     )
+
+
+def build_metrics(cfg: DictConfig, datamodule: Any) -> Any:
+    """The validation-metrics callback, or None for ``metrics=none``.
+
+    A preset may set ``metrics.num_samples`` on top of ``metrics=none``: a metrics node with
+    no ``_target_`` is "no metrics" too.
+    """
+    metrics_cfg = cfg.get("metrics")
+    if not metrics_cfg or "_target_" not in metrics_cfg:
+        return None
+    return instantiate(metrics_cfg, datamodule=datamodule)
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
@@ -93,12 +128,14 @@ def resolve_resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
     if ckpt_path is None:
         return None
     if str(ckpt_path) != "last":
-        return str(resolve_ckpt_path(ckpt_path))
-    path = run_dir / "checkpoints" / LAST_NAME
-    if not path.is_file():
-        raise UserError(
-            f"ckpt_path=last: no {path}; to continue an earlier run use resume=<its run dir>"
-        )
+        path = resolve_ckpt_path(ckpt_path)
+    else:
+        path = run_dir / "checkpoints" / LAST_NAME
+        if not path.is_file():
+            raise UserError(
+                f"ckpt_path=last: no {path}; to continue an earlier run use resume=<its run dir>"
+            )
+    check_checkpoint_readable(path)
     return str(path)
 
 
@@ -138,7 +175,7 @@ def _fit(cfg: DictConfig, run_dir: Path, stats: RunStats, summary: dict[str, Any
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         datamodule = instantiate(cfg.data)
         module = build_module(cfg)
-        metrics = instantiate(cfg.metrics, datamodule=datamodule) if cfg.get("metrics") else None
+        metrics = build_metrics(cfg, datamodule)
         callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
         callbacks += [stats] + ([metrics] if metrics is not None else [])
         loggers = build_loggers(cfg)
@@ -149,7 +186,8 @@ def _fit(cfg: DictConfig, run_dir: Path, stats: RunStats, summary: dict[str, Any
         ckpt_path = resolve_resume_path(cfg.get("ckpt_path"), run_dir)
         if ckpt_path:
             log.info("resuming from %s", ckpt_path)
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        # weights_only: a checkpoint holds tensors and plain containers only; nothing in it runs.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         if trainer.interrupted:
             raise KeyboardInterrupt
         # The last validation may have come before the last step: evaluate (metrics and sample
@@ -165,6 +203,8 @@ def _fit(cfg: DictConfig, run_dir: Path, stats: RunStats, summary: dict[str, Any
         user_error = find_user_error(err)
         error = str(user_error) if user_error else f"{type(err).__name__}: {err}"
         summary["error"] = " ".join(error.split())  # one line, as the console shows it
+        if isinstance(user_error, Interrupted):
+            summary["status"] = "interrupted"
         raise
     finally:
         summary.update(_progress(trainer, module))
@@ -177,9 +217,19 @@ def _fit(cfg: DictConfig, run_dir: Path, stats: RunStats, summary: dict[str, Any
             summary["config"] = OmegaConf.to_container(cfg, resolve=True)
             if module is not None and module.skipped_steps:
                 summary["skipped_steps"] = module.skipped_steps
-            write_summary(run_dir / "summary.json", summary)
+            write_summary(_summary_path(cfg, run_dir, summary, stats), summary)
             log_final_summary(trainer, summary)
             log.info("summary: %s", run_dir / "summary.json")
+
+
+def _summary_path(cfg: DictConfig, run_dir: Path, summary: dict[str, Any], stats: RunStats) -> Path:
+    """summary.json, except for a resume that failed before training on: its error goes to
+    resume_error.json beside the run, and the run's own summary stays as it was."""
+    path = run_dir / "summary.json"
+    failed_resume = cfg.get("ckpt_path") and summary["status"] == "failed" and path.is_file()
+    if failed_resume and stats.train_images_this_process == 0:
+        return run_dir / "resume_error.json"
+    return path
 
 
 def _progress(trainer: L.Trainer | None, module: GANModule | None) -> dict[str, Any]:

@@ -10,6 +10,9 @@ written through :class:`AtomicCheckpointIO`, so a kill during a save never leave
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from gan_lab.errors import UserError
 from gan_lab.io import atomic_write
 
 LAST_NAME = "last.ckpt"
+log = logging.getLogger(__name__)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -35,12 +39,53 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(Path(path), lambda f: torch.save(checkpoint, f))
 
 
-class LastCheckpoint(L.Callback):
-    """Write ``<dirpath>/last.ckpt`` every ``every_n_generator_steps`` and when training ends.
+def as_next_batch_start(checkpoint: dict[str, Any], trainer: L.Trainer, at_train_end: bool) -> None:
+    """Store Lightning's loop counters as they are at the start of the next training batch.
 
-    A run killed at any moment can continue from it (``resume=<run dir>``), losing at most
-    the steps since the last save.
+    Lightning resumes a checkpoint saved at a batch start by counting that batch as not yet
+    run, but it also adds one to ``_batches_that_stepped`` (the loggers' step) on restart;
+    the stored value is one less to make up for it. A save at the end of training (a step
+    budget reached mid-epoch) gets the same form: Lightning marks that epoch as finished
+    there, so ``trainer.max_steps`` raised on resume would start a new epoch instead of
+    finishing this one as an uninterrupted run does.
     """
+    loops = checkpoint["loops"]["fit_loop"]
+    loops["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+    if not at_train_end:
+        return
+    batches = loops["epoch_loop.batch_progress"]
+    if batches["current"]["completed"] >= trainer.num_training_batches:
+        return  # the epoch did end: Lightning's own state starts the next one
+    for part in ("total", "current"):
+        done = batches[part]["completed"]
+        batches[part].update(ready=done + 1, started=done, processed=done)
+        epochs = loops["epoch_progress"][part]
+        epochs.update(started=epochs["ready"], processed=epochs["ready"] - 1,
+                      completed=epochs["ready"] - 1)  # fmt: skip
+    batches["is_last_batch"] = False
+
+
+class Interrupted(UserError):
+    """A stop signal ended training after last.ckpt was written; ``resume=`` continues it."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell's convention for "ended by signal N"
+
+
+class LastCheckpoint(L.Callback):
+    """Write ``<dirpath>/last.ckpt`` every ``every_n_generator_steps``, when training ends, and
+    when a stop signal (SIGTERM, SIGINT, SIGUSR1: preemption, Ctrl+C, SLURM's warning) comes.
+
+    A periodic or signalled save happens at the start of the next training batch: after the
+    step and any validation that followed it, before the next step draws its noise. That is
+    the one point where the whole state (weights, optimizers, RNG states, the data position,
+    metric history) is consistent, so a run killed at any moment continues from it exactly
+    (``resume=<run dir>``), losing only the steps since the save. A signal is only noted when
+    it arrives; the save and the exit follow at that point (a second Ctrl+C stops at once).
+    """
+
+    STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 
     def __init__(self, dirpath: str, every_n_generator_steps: int = 500) -> None:
         if not isinstance(every_n_generator_steps, int) or every_n_generator_steps < 1:
@@ -51,24 +96,97 @@ class LastCheckpoint(L.Callback):
         self.dirpath = Path(dirpath)
         self.every = every_n_generator_steps
         self._saved_at = -1
+        self._signal: int | None = None
+        self._previous_handlers: dict[int, Any] = {}
+        self._launcher: Any = None
+        self._saving: str | None = None  # where a save of ours is being made
 
     @property
     def path(self) -> Path:
         return self.dirpath / LAST_NAME
 
-    def _save(self, trainer: L.Trainer, step: int) -> None:
+    def _save(self, trainer: L.Trainer, step: int, at_train_end: bool = False) -> None:
         if step == self._saved_at:
             return
-        trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+        # Flush the loggers first, so their files hold every step the checkpoint holds.
+        for logger in trainer.loggers:
+            logger.save()
+        self._saving = "train_end" if at_train_end else "batch_start"
+        try:
+            trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+        finally:
+            self._saving = None
         self._saved_at = step
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: Any, checkpoint: dict[str, Any]
+    ) -> None:
+        if self._saving is not None:
+            as_next_batch_start(checkpoint, trainer, self._saving == "train_end")
+
+    # ------------------------------------------------------------------ stop signals
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl+C: stop now, without a save
+        self._signal = signum
+        launcher = self._launcher
+        if launcher is not None and signum != signal.SIGINT:
+            launcher.kill(signum)  # DDP ranks this process started (Ctrl+C reaches them all)
+        log.warning(
+            "received %s: saving %s at the next step, then stopping",
+            signal.Signals(signum).name, self.path,
+        )  # fmt: skip
+
+    def _install_handlers(self, trainer: L.Trainer) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # Python delivers signals to the main thread only
+        self._launcher = trainer.strategy.launcher
+        for name in self.STOP_SIGNALS:
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous_handlers = {}
+
+    def _stop_requested(self, trainer: L.Trainer) -> bool:
+        requested = self._signal is not None
+        if trainer.world_size > 1:
+            # One rank may get the signal a step before another: decide together.
+            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
+        return requested
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
+        # Lightning registered its own SIGTERM handler just before; ours replaces it (it would
+        # stop in the middle of a validation, where nothing can be saved consistently).
+        self._install_handlers(trainer)
+        self._saved_at = pl_module.generator_steps  # a resumed run starts at its checkpoint
+        if trainer.is_global_zero:
+            # A kill during a save leaves its temporary file (atomic_write); last.ckpt is whole.
+            for stale in self.dirpath.glob(f".{LAST_NAME}.*.tmp"):
+                stale.unlink(missing_ok=True)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
         step = pl_module.generator_steps
+        if self._stop_requested(trainer):
+            self._save(trainer, step)
+            name = signal.Signals(self._signal).name if self._signal else "a signal on a rank"
+            raise Interrupted(
+                f"stopped by {name} at generator step {step}; {self.path} holds that step: "
+                f"continue with `python -m gan_lab.train resume={self.dirpath.parent}`",
+                self._signal or signal.SIGTERM,
+            )
         if step > 0 and step % self.every == 0:
             self._save(trainer, step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
-        self._save(trainer, pl_module.generator_steps)
+        self._save(trainer, pl_module.generator_steps, at_train_end=True)
+
+    def teardown(self, trainer: L.Trainer, pl_module: Any, stage: str) -> None:
+        self._restore_handlers()
 
 
 class BestCheckpoint(ModelCheckpoint):
@@ -83,6 +201,8 @@ class BestCheckpoint(ModelCheckpoint):
         kwargs.setdefault("mode", "min")
         kwargs.setdefault("save_top_k", 1)
         kwargs.setdefault("auto_insert_metric_name", False)
+        # One best.ckpt per run: a resumed run replaces it rather than adding best-v1.ckpt.
+        kwargs.setdefault("enable_version_counter", False)
         # Rank only after validations (a step budget can end an epoch with no validation).
         kwargs.setdefault("save_on_train_epoch_end", False)
         super().__init__(monitor=None if self._auto_monitor else monitor, **kwargs)
@@ -98,6 +218,38 @@ class BestCheckpoint(ModelCheckpoint):
             if self.monitor is None:
                 self.save_top_k = 0  # nothing to rank by: keep no "best"
         super().setup(trainer, pl_module, stage)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Rank against the best.ckpt already on disk (its score never gets worse).
+
+        A resumed run restores this callback's state from last.ckpt, which can predate a
+        better best.ckpt written before the interruption.
+        """
+        super().on_train_start(trainer, pl_module)
+        if self.monitor is None or self.save_top_k != 1 or self.dirpath is None:
+            return
+        path = Path(self.dirpath) / f"{self.filename}{self.FILE_EXTENSION}"
+        score = self._score_on_disk(path)
+        if score is None:
+            return
+        held = self.best_model_score
+        if held is None or (score < held if self.mode == "min" else score > held):
+            self.best_k_models = {str(path): score}
+            self.best_model_path = self.kth_best_model_path = str(path)
+            self.best_model_score = self.kth_value = score
+
+    def _score_on_disk(self, path: Path) -> torch.Tensor | None:
+        if not path.is_file():
+            return None
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            state = ckpt["callbacks"][self.state_key]
+        except Exception as err:  # a damaged best.ckpt is replaced by the next better one
+            log.warning("cannot read the score of %s (%s); it will be replaced", path, err)
+            return None
+        if state.get("monitor") != self.monitor or state.get("best_model_score") is None:
+            return None
+        return torch.as_tensor(state["best_model_score"]).float()
 
     def rank_final_weights(self, trainer: L.Trainer) -> None:
         """Rank the final weights, validated by ``trainer.validate`` after fit (Lightning's

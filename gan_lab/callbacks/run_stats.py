@@ -22,6 +22,7 @@ class RunStats(L.Callback):
         self.train_images = 0
         self._t0 = 0.0
         self.last_validation_step = -1  # generator step of the newest validation
+        self.train_images_this_process = 0  # not checkpointed: did this process train at all
 
     def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
         self._t0 = time.perf_counter()
@@ -31,6 +32,7 @@ class RunStats(L.Callback):
     ) -> None:
         self.train_seconds += time.perf_counter() - self._t0
         self.train_images += len(batch) * trainer.world_size
+        self.train_images_this_process += len(batch)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._v0 = time.perf_counter()
@@ -39,6 +41,23 @@ class RunStats(L.Callback):
         self.validation_seconds += time.perf_counter() - self._v0
         if not trainer.sanity_checking:
             self.last_validation_step = pl_module.generator_steps
+
+    # Checkpointed, so that a resumed run's summary counts the whole run, not its last part.
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "wall_seconds": time.perf_counter() - self.start,
+            "train_seconds": self.train_seconds,
+            "validation_seconds": self.validation_seconds,
+            "train_images": self.train_images,
+            "last_validation_step": self.last_validation_step,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.start = time.perf_counter() - float(state_dict.get("wall_seconds", 0.0))
+        self.train_seconds = float(state_dict.get("train_seconds", 0.0))
+        self.validation_seconds = float(state_dict.get("validation_seconds", 0.0))
+        self.train_images = int(state_dict.get("train_images", 0))
+        self.last_validation_step = int(state_dict.get("last_validation_step", -1))
 
     def summary(self) -> dict[str, float]:
         wall = time.perf_counter() - self.start

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 
 from gan_lab.data.cache import ImageCache
 from gan_lab.data.dataset import TensorImageDataset, passthrough_collate
+from gan_lab.data.sampling import ResumableSampler
 from gan_lab.data.sources import Loaded, Source, parse_mirrors
 from gan_lab.data.transforms import fit_images, to_float_images
 from gan_lab.data.verify import one_line
@@ -101,6 +102,8 @@ class InMemoryImageDataModule(L.LightningDataModule):
         self._test: torch.Tensor | None = None
         self._train_labels: torch.Tensor | None = None
         self._test_labels: torch.Tensor | None = None
+        # Batches of the current epoch a resumed checkpoint had already trained on.
+        self._resume_batches = 0
 
     # ----------------------------------------------------------------- subclass hooks
     @property
@@ -165,6 +168,8 @@ class InMemoryImageDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Find, verify and decode the dataset once, and write the cache (local rank 0 only)."""
+        if self._cache_is_current():
+            return  # nothing to write: a read-only data_dir with a good cache is fine
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             # Scratch space inside data_dir: same filesystem for os.replace, and no /tmp limits.
@@ -178,6 +183,22 @@ class InMemoryImageDataModule(L.LightningDataModule):
             ) from err
         with workdir_cm as workdir:
             self._prepare(Path(workdir))
+
+    def _cache_is_current(self) -> bool:
+        """True when the cache exists and its source is gone or unchanged (same signature).
+
+        Checked before anything is written; other cases (a changed-looking source whose
+        checksum decides) go through ``_prepare``, which needs scratch space.
+        """
+        cache = self.cache()
+        meta = cache.read_meta()
+        if meta is None:
+            return False
+        local = self._find_local([])
+        if local is not None and local.signature() != meta["signature"]:
+            return False
+        log.info("%s: using cache %s (from %s)", self.title, cache.meta_path, meta["origin"])
+        return True
 
     def _prepare(self, workdir: Path) -> None:
         cache = self.cache()
@@ -346,26 +367,54 @@ class InMemoryImageDataModule(L.LightningDataModule):
 
     def _loader(self, images: torch.Tensor, train: bool) -> DataLoader:
         dataset = TensorImageDataset(images)
-        sampler = None
         trainer = self.trainer  # set by Lightning; None outside a Trainer
-        if not train and trainer is not None and trainer.world_size > 1:
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        if train:
+            # Seeded per epoch and resumable mid-epoch (see gan_lab.data.sampling).
+            sampler = ResumableSampler(
+                dataset, self.batch_size, num_replicas=world, rank=rank, seed=self.seed
+            )
+            sampler.skip_batches(self._resume_batches)
+            self._resume_batches = 0
+        elif world > 1:
             # Rank r gets samples r, r + W, ... with no padding repeats: N ranks validate on
             # exactly the images (and latents, see GANModule.validation_step) of one process.
             sampler = UnrepeatedDistributedSampler(
-                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+                dataset, num_replicas=world, rank=rank, shuffle=False
             )
+        else:
+            sampler = None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
             sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,
             collate_fn=passthrough_collate,
             persistent_workers=self.num_workers > 0,
+            # Its own generator: otherwise every new iterator draws its base seed from the
+            # global RNG, and a resumed run (which makes one more iterator) would drift.
+            generator=torch.Generator().manual_seed(self.seed),
             # No pin_memory: uint8 batches are tiny and pinning each would cost more than
             # the copy it speeds up.
         )
+
+    # ----------------------------------------------------------------- resume
+    def state_dict(self) -> dict[str, Any]:
+        """Where training is in the data: the epoch and the batches of it already trained on.
+
+        Lightning stores this in every checkpoint. The batch count comes from the trainer's
+        progress, not the sampler: the loader runs ahead of training.
+        """
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": trainer.current_epoch, "batches_done": progress.completed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Make the next train loader start after the batches the checkpoint trained on."""
+        self._resume_batches = int(state_dict.get("batches_done", 0))
 
     def train_dataloader(self) -> DataLoader:
         images = self.train_images()

@@ -175,6 +175,17 @@ class ValidationMetrics(L.Callback):
         self.history.append({"step": step, **results})
         log.info("step %d: %s", step, {k: round(v, 4) for k, v in results.items()})
 
+    # ------------------------------------------------------------------ checkpoint state
+    # The history and latest results travel in checkpoints, so that a resumed run's
+    # summary.json holds every validation of the run. (Metric states are reset every epoch
+    # and the real features are cached on disk: neither needs saving.)
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "last_results": self.last_results}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [dict(entry) for entry in state_dict.get("history", [])]
+        self.last_results = dict(state_dict.get("last_results", {}))
+
 
 def build_validation_metrics(
     datamodule: Any,
