@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -28,6 +29,14 @@ def find_user_error(err: BaseException) -> UserError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, whose mistakes are one ``error:`` line (argparse prints its usage too)."""
+
+    def error(self, message: str) -> NoReturn:
+        exit_with_error(f"{message}; see `{self.prog} --help`")
+        raise AssertionError  # unreachable: exit_with_error exits
 
 
 def exit_with_error(message: str, code: int = 2) -> None:

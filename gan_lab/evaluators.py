@@ -9,12 +9,11 @@ its record as JSON: held-out test accuracy, epochs, seconds, where it is cached.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 
-from gan_lab.cli import datamodule_from_conf, run_user_errors_as_one_line
+from gan_lab.cli import OneLineArgumentParser, datamodule_from_conf, run_user_errors_as_one_line
 from gan_lab.errors import UserError
 from gan_lab.metrics.domain import (
     MIN_ACCURACY,
@@ -42,7 +41,7 @@ def train(overrides: list[str], force: bool) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gan_lab.evaluators")
+    parser = OneLineArgumentParser(prog="python -m gan_lab.evaluators")
     sub = parser.add_subparsers(dest="command", required=True)
     p_train = sub.add_parser("train", help="train (or reuse) a dataset's domain classifier")
     p_train.add_argument("overrides", nargs="+", help="data=<dataset> [data.key=value ...]")

@@ -11,7 +11,6 @@ torch-fidelity's Inception (``antialias=False``) or on a dataset's domain classi
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from gan_lab.cli import datamodule_from_conf, run_user_errors_as_one_line
+from gan_lab.cli import OneLineArgumentParser, datamodule_from_conf, run_user_errors_as_one_line
 from gan_lab.data.folder import scan_images
 from gan_lab.data.transforms import fit_images
 from gan_lab.errors import UserError
@@ -127,9 +126,7 @@ def evaluate_sets(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m gan_lab.fid", description=__doc__.split("\n")[0]
-    )
+    parser = OneLineArgumentParser(prog="python -m gan_lab.fid", description=__doc__.split("\n")[0])
     parser.add_argument("path_a", help="folder of images or dataset:split (the real set)")
     parser.add_argument("path_b", help="folder of images or dataset:split")
     parser.add_argument("--kid", action="store_true", help="also KID (mean, std)")

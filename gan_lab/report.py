@@ -13,7 +13,6 @@ command-line overrides, less ``seed`` (the repeats) and Hydra's own keys. Writes
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gan_lab.cli import run_user_errors_as_one_line
+from gan_lab.cli import OneLineArgumentParser, run_user_errors_as_one_line
 from gan_lab.errors import UserError
 
 # Overrides that do not define a setting: repeats and bookkeeping.
@@ -286,7 +285,7 @@ def make_report(root: Path, out: Path | None = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m gan_lab.report", description=__doc__)
+    parser = OneLineArgumentParser(prog="python -m gan_lab.report", description=__doc__)
     parser.add_argument("multirun_dir", type=Path)
     parser.add_argument("--out", type=Path, default=None, help="default: <multirun_dir>/report")
     args = parser.parse_args(argv)
