@@ -41,6 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_lab.cli import CONF_DIR, run_user_errors_as_one_line
 from gan_lab.errors import UserError
 from gan_lab.eval import pick_device
+from gan_lab.io import atomic_write
 from gan_lab.module import GANModule
 from gan_lab.training import build_module, route_lightning_logs
 
@@ -588,8 +589,8 @@ def main(argv: list[str] | None = None) -> None:
         route_lightning_logs()
         result = run(bench)
         out = Path(bench.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        blob = (json.dumps(result, indent=2, default=str) + "\n").encode()
+        atomic_write(out, lambda f: f.write(blob))
         return result, out
 
     result, out = run_user_errors_as_one_line(go)

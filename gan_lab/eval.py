@@ -17,10 +17,9 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from gan_lab.checkpoints import load_generator, resolve_ckpt_path
+from gan_lab.checkpoints import load_generator, resolve_ckpt_path, safe_instantiate
 from gan_lab.cli import check_composes, find_user_error, run_user_errors_as_one_line
 from gan_lab.metrics.compute import cached_outputs, extract, fid_score, inception_score, kid_score
 from gan_lab.metrics.extractors import build_extractor
@@ -53,7 +52,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     m = cfg.metrics
     data_cfg = {**config["data"], "data_dir": cfg.paths.data_dir, "mirrors": cfg.paths.data_mirrors,
                 "val_samples": m.num_samples}  # fmt: skip
-    datamodule = instantiate(OmegaConf.create(data_cfg))
+    datamodule = safe_instantiate(data_cfg, where="checkpoint gan_lab_config.data")
     real = datamodule.val_images()
     if len(real) < m.num_samples:
         log.warning("only %d held-out images: scoring %d samples", len(real), len(real))

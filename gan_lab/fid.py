@@ -25,6 +25,7 @@ from gan_lab.cli import OneLineArgumentParser, datamodule_from_conf, run_user_er
 from gan_lab.data.folder import scan_images
 from gan_lab.data.transforms import fit_images
 from gan_lab.errors import UserError
+from gan_lab.io import atomic_write
 from gan_lab.metrics.compute import (
     cached_outputs,
     fid_score,
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        atomic_write(Path(args.out), lambda f: f.write(f"{text}\n".encode()))
 
 
 if __name__ == "__main__":

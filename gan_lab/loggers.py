@@ -19,6 +19,20 @@ from gan_lab.io import atomic_write
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 RUN_ID_FILE = "wandb_run_id"
+# Where launchers put a process's rank: torchrun (RANK, LOCAL_RANK, GROUP_RANK), Lightning's
+# DDP launcher (LOCAL_RANK, NODE_RANK), SLURM tasks (SLURM_PROCID), jsrun (JSM_NAMESPACE_RANK).
+RANK_ENV_KEYS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID",
+                 "JSM_NAMESPACE_RANK")  # fmt: skip
+
+
+def is_global_rank_zero() -> bool:
+    """Whether this process is global rank 0, from the environment (no Trainer exists yet).
+
+    Global rank 0 is the process whose every rank variable is 0 (or unset). Lightning's
+    ``rank_zero_only.rank`` takes only the first one set of RANK, LOCAL_RANK and SLURM_PROCID,
+    so the first process of every node of a Lightning multi-node launch counts as rank 0.
+    """
+    return all(os.environ.get(key, "0").strip() in ("", "0") for key in RANK_ENV_KEYS)
 
 
 def run_id(run_dir: Path) -> str:
@@ -27,9 +41,8 @@ def run_id(run_dir: Path) -> str:
     if path.is_file():
         return path.read_text().strip()
     new_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP children read rank 0's file
-        path.write_text(new_id + "\n")
+    if is_global_rank_zero():  # only rank 0 makes the W&B run; the others read its file
+        atomic_write(path, lambda f: f.write(f"{new_id}\n".encode()))
     return new_id
 
 

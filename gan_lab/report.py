@@ -14,6 +14,7 @@ command-line overrides, less ``seed`` (the repeats) and Hydra's own keys. Writes
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 import statistics
@@ -25,6 +26,7 @@ from typing import Any
 
 from gan_lab.cli import OneLineArgumentParser, run_user_errors_as_one_line
 from gan_lab.errors import UserError
+from gan_lab.io import atomic_write
 
 # Overrides that do not define a setting: repeats and bookkeeping.
 IGNORED_KEYS = (
@@ -134,10 +136,11 @@ def table_rows(settings: list[Setting], metrics: list[str]) -> list[dict[str, An
 
 def write_tables(settings: list[Setting], metrics: list[str], out: Path) -> list[dict]:
     rows = table_rows(settings, metrics)
-    with open(out / "report.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_text(out / "report.csv", table.getvalue())
     head = "| setting | runs | failed | " + " | ".join(metrics) + " |"
     lines = [head, "|" + " --- |" * (3 + len(metrics))]
     for row in rows:
@@ -153,8 +156,21 @@ def write_tables(settings: list[Setting], metrics: list[str], out: Path) -> list
         for r in failed:
             error = " ".join(str(r.get("error", "no error recorded")).split())
             lines.append(f"- `{Path(r['run_dir']).name}`: {error}")
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    _write_text(out / "report.md", "\n".join(lines) + "\n")
     return rows
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def _save_figure(fig: Any, path: Path) -> Path:
+    """Save ``fig`` as a PNG at ``path`` (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    plt.close(fig)
+    return path
 
 
 def tick_labels(settings: list[str]) -> tuple[list[str], str | None]:
@@ -185,10 +201,7 @@ def plot_by_setting(rows: list[dict], metric: str, out: Path) -> Path:
         ax.set_xlabel(xlabel)
     ax.set_ylabel(f"{metric} (mean ± std over seeds)")
     fig.tight_layout()
-    path = out / f"{metric}_by_setting.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, out / f"{metric}_by_setting.png")
 
 
 def plot_by_step(settings: list[Setting], metric: str, out: Path) -> Path | None:
@@ -220,10 +233,7 @@ def plot_by_step(settings: list[Setting], metric: str, out: Path) -> Path | None
         ax.set_yscale("log")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = out / f"{metric}_by_step.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, out / f"{metric}_by_step.png")
 
 
 def contact_sheet(settings: list[Setting], out: Path) -> Path | None:
@@ -250,10 +260,7 @@ def contact_sheet(settings: list[Setting], out: Path) -> Path | None:
         ax.imshow(mpimg.imread(path), cmap="gray")
         ax.set_title(name, fontsize=8)
     fig.tight_layout()
-    path = out / "samples.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, out / "samples.png")
 
 
 def make_report(root: Path, out: Path | None = None) -> dict[str, Any]:

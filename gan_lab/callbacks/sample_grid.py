@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import lightning as L
 import torch
 from torchvision.utils import make_grid, save_image
+
+from gan_lab.io import atomic_write
 
 
 class SampleGrid(L.Callback):
@@ -27,11 +30,12 @@ class SampleGrid(L.Callback):
             return
         images = pl_module.sampling_generator(pl_module.fixed_noise).float()
         grid = make_grid(images, nrow=self.nrow, normalize=True, value_range=(-1, 1), padding=2)
-        self.dirpath.mkdir(parents=True, exist_ok=True)
         step = pl_module.generator_steps
         path = self.dirpath / f"step_{step:06d}.png"
-        save_image(grid, path)
-        save_image(grid, self.dirpath / "latest.png")
+        png = io.BytesIO()
+        save_image(grid, png, format="png")
+        for target in (path, self.dirpath / "latest.png"):
+            atomic_write(target, lambda f: f.write(png.getbuffer()))
         self.last_path = path
         for logger in trainer.loggers:
             if hasattr(logger, "log_image"):  # W&B; the CSV logger has the PNG files on disk

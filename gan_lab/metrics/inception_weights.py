@@ -52,7 +52,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -65,6 +64,7 @@ import torch
 from torch import nn
 
 from gan_lab.errors import UserError
+from gan_lab.io import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -148,18 +148,6 @@ def _one_line(text: str, limit: int = 200) -> str:
     lines = [line.strip() for line in str(text).splitlines() if line.strip()]
     line = lines[-1] if lines else "no output"
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _atomic_write(dst: Path, write: Any) -> None:
-    """``write(tmp_path)`` then ``os.replace`` onto ``dst``: readers never see a partial file."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f"{dst.name}.{uuid.uuid4().hex}.partial")  # umask perms, not 0600
-    try:
-        write(Path(tmp))
-        os.replace(tmp, dst)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
 
 
 @contextlib.contextmanager
@@ -566,7 +554,8 @@ def _build_converted(directory: Path, pip_timeout: float) -> InceptionWeights:
         "torch": torch.__version__,
         **report,
     }
-    _atomic_write(_sidecar(path), lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    blob = (json.dumps(meta, indent=2) + "\n").encode()
+    atomic_write(_sidecar(path), lambda f: f.write(blob))
     log.info(
         "converted %s into %s (max feature diff %.2g, %.1f s)",
         REGISTRY_REQUIREMENT,
