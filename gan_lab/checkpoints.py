@@ -34,27 +34,14 @@ def resolve_ckpt_path(ckpt_path: str) -> Path:
     return path
 
 
-def check_checkpoint_readable(path: Path) -> None:
-    """UserError unless ``path`` loads as a checkpoint of plain tensors and containers.
+def safe_load(path: Path, mmap: bool = False) -> Any:
+    """``torch.load`` with ``weights_only`` (nothing in the file runs); UserError, in one line,
+    for a file that is damaged or holds more than tensors and plain containers.
 
-    Memory-mapped, so checking a large checkpoint before a resume costs little; Lightning
-    would otherwise fail on it with a traceback after the run had started.
+    ``mmap`` reads lazily: checking a large checkpoint before a resume then costs little.
     """
     try:
-        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:
-        raise UserError(
-            f"checkpoint {path} is unreadable ({type(err).__name__}: {str(err)[:120]}); it may "
-            "be truncated or not a gan_lab checkpoint: resume from another one "
-            "(ckpt_path=<file>) or start the run again"
-        ) from None
-
-
-def load_checkpoint(ckpt_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(checkpoint dict, run config) of a gan_lab checkpoint; UserError if it is not one."""
-    path = resolve_ckpt_path(ckpt_path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as err:
         if "weights only load failed" in str(err).lower():
             # torch's weights-only unpickler refused a global: the file holds more than
@@ -68,8 +55,21 @@ def load_checkpoint(ckpt_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
             ) from None
         raise UserError(
             f"checkpoint {path} is unreadable ({type(err).__name__}: {str(err)[:120]}); "
-            "it may be truncated: use another one (e.g. the run's last.ckpt)"
+            "it may be truncated: use another one (e.g. an earlier run's last.ckpt), or start "
+            "the run again"
         ) from None
+
+
+def check_checkpoint_readable(path: Path) -> None:
+    """UserError unless ``path`` loads safely (see :func:`safe_load`): checked before a resume,
+    since Lightning would otherwise fail on it with a traceback after the run had started."""
+    safe_load(path, mmap=True)
+
+
+def load_checkpoint(ckpt_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(checkpoint dict, run config) of a gan_lab checkpoint; UserError if it is not one."""
+    path = resolve_ckpt_path(ckpt_path)
+    ckpt = safe_load(path)
     config = ckpt.get("gan_lab_config") if isinstance(ckpt, dict) else None
     if not isinstance(config, dict) or not config or "state_dict" not in ckpt:
         raise UserError(f"{path} is not a gan_lab checkpoint (no gan_lab_config/state_dict)")
