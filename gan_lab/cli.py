@@ -12,7 +12,7 @@ from typing import NoReturn, TypeVar
 from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.errors import UserError
 
@@ -109,6 +109,11 @@ def check_composes(
         if "Got NoneType" in detail:
             detail += " (turn a group off with its 'none' option, e.g. metrics=none)"
         raise UserError(f"bad override: {detail}") from err
+    missing = [k for k in unset_keys(cfg) if not k.startswith("hydra.")]
+    if missing:
+        raise UserError(
+            f"{', '.join(missing)} must be given (the config says ???), e.g. {missing[0]}=<value>"
+        )
     key = "hydra.sweep.dir" if parsed_args.multirun else "hydra.run.dir"
     try:
         output_dir = OmegaConf.select(cfg, key, throw_on_missing=True)
@@ -116,6 +121,19 @@ def check_composes(
         return  # resolved only at run time (a custom interpolation): Hydra will tell
     if output_dir:
         check_writable_dir(Path(str(output_dir)), key)
+
+
+def unset_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Keys whose value is ``???`` (OmegaConf.missing_keys would resolve every interpolation,
+    some of which only resolve inside a running Hydra app)."""
+    keys = []
+    for key in node:
+        child = node._get_node(key)
+        if OmegaConf.is_missing(node, key):
+            keys.append(f"{prefix}{key}")
+        elif isinstance(child, DictConfig) and not child._is_interpolation():
+            keys += unset_keys(child, f"{prefix}{key}.")
+    return keys
 
 
 def check_writable_dir(path: Path, key: str) -> None:

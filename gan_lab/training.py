@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.callbacks import AtomicCheckpointIO, BestCheckpoint, RunStats
@@ -115,11 +117,19 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
     kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     kwargs.pop("_target_", None)
     kwargs["precision"] = resolve_precision(kwargs["precision"], kwargs["accelerator"])
+    for key in ("max_steps", "max_epochs"):
+        value = kwargs.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise UserError(f"trainer.{key} must be an integer (-1: no limit), got {value!r}")
     if kwargs.get("max_steps", -1) > 0:
         kwargs["max_steps"] *= cfg.n_disc + 1
     use_job_subprocess_cmd()  # DDP child ranks re-run this job, not the sweep
     plugins = [AtomicCheckpointIO()]
-    return L.Trainer(**kwargs, callbacks=callbacks, logger=loggers or False, plugins=plugins)
+    try:
+        return L.Trainer(**kwargs, callbacks=callbacks, logger=loggers or False, plugins=plugins)
+    except (TypeError, ValueError, MisconfigurationException) as err:
+        # Lightning checks its own arguments; they are all trainer.<key> here.
+        raise UserError(f"bad trainer setting: {err}; see conf/trainer/default.yaml") from None
 
 
 def resolve_resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
@@ -159,6 +169,9 @@ def fit(cfg: DictConfig, run_dir: Path, overrides: list[str] | None = None) -> d
     group runs by them.
     """
     route_lightning_logs()
+    # Lightning 2.6 under torch >= 2.10 warns on every run about its own use of a deprecated
+    # torch API; the user can do nothing about it, and it would sit on stderr above errors.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)`")
     stats = RunStats()
     summary: dict[str, Any] = {
         "status": "failed",

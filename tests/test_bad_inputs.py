@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA
 
-# (id, command, arguments); "{w}" is the folder of prepared inputs (the "world").
+# (id, command, arguments); "{w}" is the folder of prepared inputs (the "world", whose files
+# must not change), "{o}" a folder for anything a case may write.
 CASES = [
     # ---- training configs
     ("unknown-dataset", "train", ["data=nope"]),
@@ -61,7 +62,8 @@ CASES = [
     ("resume-not-a-run", "train", ["resume={w}/empty"]),
     ("resume-truncated-checkpoint", "train", ["resume={w}/truncated_run"]),
     ("resume-with-multirun", "train", ["-m", "resume={w}/run"]),
-    ("ckpt-path-garbage", "train", ["ckpt_path={w}/garbage.ckpt", "hydra.run.dir={w}/new_run"]),
+    ("ckpt-path-garbage", "train", ["ckpt_path={w}/garbage.ckpt", "hydra.run.dir={o}/new_run"]),
+    ("folder-root-not-given", "train", ["data=folder"]),
     ("eval-no-checkpoint", "eval", ["ckpt_path={w}/no_such.ckpt"]),
     ("eval-truncated-checkpoint", "eval", ["ckpt_path={w}/truncated_run"]),
     ("eval-garbage-checkpoint", "eval", ["ckpt_path={w}/garbage.ckpt"]),
@@ -136,7 +138,7 @@ def outcomes(tmp_path_factory, shared_data, session_data_dir, repo_root):
         case_id, verb, args = case
         before = _hashes(*guarded)
         proc = subprocess.run(
-            [sys.executable, "-m", f"gan_lab.{verb}", *(a.format(w=world) for a in args)],
+            [sys.executable, "-m", f"gan_lab.{verb}", *(a.format(w=world, o=cwd) for a in args)],
             cwd=cwd, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         after = _hashes(*guarded)

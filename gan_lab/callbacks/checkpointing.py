@@ -19,6 +19,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.fabric.plugins.environments import SLURMEnvironment
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from gan_lab.errors import UserError
@@ -141,10 +142,14 @@ class LastCheckpoint(L.Callback):
         if threading.current_thread() is not threading.main_thread():
             return  # Python delivers signals to the main thread only
         self._launcher = trainer.strategy.launcher
-        for name in self.STOP_SIGNALS:
-            signum = getattr(signal, name, None)
-            if signum is not None:
-                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+        signums = {getattr(signal, name) for name in self.STOP_SIGNALS if hasattr(signal, name)}
+        # Under SLURM, Lightning's SLURMEnvironment knows the signal the job was told to expect
+        # before its time limit (sbatch --signal); it may be another than SIGUSR1.
+        environment = getattr(trainer._accelerator_connector, "cluster_environment", None)
+        if isinstance(environment, SLURMEnvironment) and environment.requeue_signal is not None:
+            signums.add(environment.requeue_signal)
+        for signum in sorted(signums):
+            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
