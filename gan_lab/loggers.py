@@ -13,6 +13,7 @@ from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from gan_lab.errors import UserError
 from gan_lab.io import atomic_write
@@ -108,17 +109,19 @@ def wandb_logger(
 class _ContinuingWriter(ExperimentWriter):
     """Lightning's CSV writer, except that a resumed run continues metrics.csv.
 
-    Lightning's deletes an existing metrics.csv. Here the first save keeps the earlier rows
-    up to the step this run starts logging at; rows from that step on were logged after the
-    checkpoint it resumed (the run was killed past it) and are logged again now.
+    Lightning's deletes an existing metrics.csv. When continuing, the first save here keeps
+    the earlier rows up to the step this run starts logging at; rows from that step on were
+    logged after the checkpoint it resumed (the run was killed past it) and come again now.
     """
 
-    def __init__(self, log_dir: str) -> None:
+    def __init__(self, log_dir: str, continue_file: bool) -> None:
+        self._continue_file = continue_file
         super().__init__(log_dir)
-        self._continued = False
+        self._continued = not continue_file
 
     def _check_log_dir_exists(self) -> None:
-        pass  # keep what is there (see the class doc)
+        if not self._continue_file:
+            super()._check_log_dir_exists()  # a new run: Lightning's behaviour
 
     def save(self) -> None:
         if self.metrics and not self._continued:
@@ -144,11 +147,17 @@ class _ContinuingWriter(ExperimentWriter):
 
 
 class ContinuingCSVLogger(CSVLogger):
-    """Lightning's CSVLogger whose metrics.csv survives ``resume=`` (see _ContinuingWriter)."""
+    """Lightning's CSVLogger whose metrics.csv survives ``resume=`` (see _ContinuingWriter).
+
+    ``continue_file`` is set by gan_lab.training when the run resumes a checkpoint.
+    """
+
+    continue_file: bool = False
 
     @property
+    @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
             self._fs.makedirs(self.root_dir, exist_ok=True)
-            self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+            self._experiment = _ContinuingWriter(self.log_dir, self.continue_file)
         return self._experiment

@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.callbacks.checkpointing import LAST_NAME
+from gan_lab.callbacks.checkpointing import LAST_NAME, Interrupted
 from gan_lab.checkpoints import check_checkpoint_readable
 from gan_lab.cli import (
     check_composes,
@@ -42,9 +42,10 @@ def train(cfg: DictConfig) -> float | None:
             print(f"error: {user_error}", file=sys.stderr, flush=True)
         else:
             log.exception("run failed")
-        if multirun:  # summary.json says "failed"; the other jobs of the sweep go on
+        interrupted = isinstance(user_error, Interrupted)
+        if multirun and not interrupted:  # summary.json says "failed"; the other jobs go on
             return None
-        if user_error is not None:
+        if user_error is not None:  # a stop signal ends a sweep too (preemption, Ctrl+C)
             sys.exit(getattr(user_error, "exit_code", 2))  # 128 + N after a stop signal
         raise
     finally:

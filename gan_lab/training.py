@@ -19,7 +19,7 @@ from gan_lab.checkpoints import check_checkpoint_readable, resolve_ckpt_path
 from gan_lab.cli import find_user_error
 from gan_lab.distributed import isolated_job, use_job_subprocess_cmd
 from gan_lab.errors import UserError
-from gan_lab.loggers import log_final_summary
+from gan_lab.loggers import ContinuingCSVLogger, log_final_summary
 from gan_lab.module import GANModule
 from gan_lab.summary import write_summary
 
@@ -192,6 +192,9 @@ def _fit(cfg: DictConfig, run_dir: Path, stats: RunStats, summary: dict[str, Any
         callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
         callbacks += [stats] + ([metrics] if metrics is not None else [])
         loggers = build_loggers(cfg)
+        for logger in loggers:
+            if isinstance(logger, ContinuingCSVLogger):
+                logger.continue_file = bool(cfg.get("ckpt_path"))  # a resume appends
         trainer = build_trainer(cfg, callbacks, loggers)
         config = OmegaConf.to_container(cfg, resolve=True)
         for logger in loggers:

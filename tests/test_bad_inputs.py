@@ -116,11 +116,23 @@ def _make_world(root: Path, run_env: dict[str, str], repo_root: Path) -> None:
 
 
 def _hashes(*roots: Path) -> dict[str, str]:
+    """sha256 of every file; files that vanish while walking (another case's scratch files)
+    are skipped: only files that existed before a case and still do are compared."""
     out = {}
     for root in roots:
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+        for dirpath, _, names in os.walk(root):
+            for name in names:
+                path = Path(dirpath) / name
+                try:
+                    out[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+                except FileNotFoundError:
+                    continue
     return out
+
+
+def _scratch(path: str) -> bool:
+    """Temporary files a running case makes and removes (data preparation, atomic writes)."""
+    return "/.prepare-" in path or path.endswith(".tmp")
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +154,7 @@ def outcomes(tmp_path_factory, shared_data, session_data_dir, repo_root):
             cwd=cwd, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         after = _hashes(*guarded)
-        changed = sorted(k for k in before if before[k] != after.get(k))
+        changed = sorted(k for k in before if before[k] != after.get(k) and not _scratch(k))
         return {"id": case_id, "code": proc.returncode, "stderr": proc.stderr, "changed": changed}
 
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -13,10 +13,11 @@ import torch
 from conftest import run_train
 
 # A run short enough for a test that still crosses epochs (limit_train_batches), validates
-# (each epoch end and the final weights), logs to CSV and checkpoints every EVERY steps.
+# (at each epoch end), logs to CSV and checkpoints every EVERY steps; every other epoch starts
+# with a checkpoint.
 STEPS = 40
-EVERY = 5
-EPOCH = 16
+EVERY = 4
+EPOCH = 10
 ARGS = [
     "experiment=smoke",
     "trainer=cpu",  # fp32: bit-exact equality is only promised there
@@ -32,11 +33,20 @@ ARGS = [
 TESTS_DIR = Path(__file__).resolve().parent
 # name: (generator step, tests/killpoints.py kill point, step last.ckpt holds after the kill)
 KILL_POINTS = {
-    "mid_epoch": (13, "batch_start", 10),
-    "right_after_a_checkpoint": (20, "batch_start", 20),
-    "during_a_checkpoint_write": (25, "in_save", 20),
-    "across_an_epoch_boundary": (34, "batch_start", 30),  # epoch 1 ends (and validates) at 32
-    "after_sigterm": (7, "sigterm", 8),  # the run saves at its next step and stops
+    "mid_epoch": (14, "batch_start", 12),
+    "right_after_a_checkpoint_at_an_epoch_start": (20, "batch_start", 20),
+    "during_a_checkpoint_write": (28, "in_save", 24),
+    "across_an_epoch_boundary": (11, "batch_start", 8),  # epoch 0 ends (and validates) at 10
+    "after_sigterm": (5, "sigterm", 6),  # the run saves at its next step and stops
+}
+# The first part of a run extended by resume=<dir> with the budget of the whole run.
+EXTENSIONS = {
+    "mid_epoch": (["trainer.max_steps=15"], [f"trainer.max_steps={STEPS}"]),
+    "at_an_epoch_end": (["trainer.max_steps=20"], [f"trainer.max_steps={STEPS}"]),
+    "by_epochs": (
+        ["trainer.max_steps=-1", "trainer.max_epochs=2"],
+        [f"trainer.max_epochs={STEPS // EPOCH}"],
+    ),  # fmt: skip
 }
 
 
@@ -72,11 +82,12 @@ def kill_env(run_env):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, session_data_dir, repo_root):
-    """The reference: the same config trained in one go."""
+def uninterrupted(tmp_path_factory, session_data_dir, shared_data, repo_root):
+    """The reference: the same config trained in one go (the environment of run_env)."""
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(GAN_LAB_DATA_DIR=str(session_data_dir), HYDRA_FULL_ERROR="0")
+    env.update(GAN_LAB_DATA_DIR=str(session_data_dir), GAN_LAB_DATA_MIRRORS=str(shared_data),
+               HYDRA_FULL_ERROR="0")  # fmt: skip
     proc = run_train([*ARGS, f"hydra.run.dir={run_dir}"], env, repo_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
@@ -111,7 +122,7 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(
     resumed, reference = _summary(run_dir), _summary(uninterrupted)
     assert resumed["status"] == "completed"
     assert resumed["metrics_history"] == reference["metrics_history"]
-    assert [h["step"] for h in reference["metrics_history"]] == [16, 32, 40]
+    assert [h["step"] for h in reference["metrics_history"]] == [10, 20, 30, 40]
     assert resumed["metrics"] == reference["metrics"]
     for key in ("generator_steps", "epochs", "train_images"):  # counters span the whole run
         assert resumed[key] == reference[key], key
@@ -123,20 +134,31 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("extension", list(EXTENSIONS))
 def test_extending_a_finished_run_equals_training_longer_at_once(
-    uninterrupted, run_env, repo_root, tmp_path
+    extension, uninterrupted, run_env, repo_root, tmp_path
 ):
-    """20 steps, then ``resume=<dir> trainer.max_steps=40``: the weights of 40 steps in one go
-    (20 is mid-epoch: the extension finishes that epoch, as the uninterrupted run does)."""
+    """A run that ended (mid-epoch, at an epoch's end, or after max_epochs), then
+    ``resume=<dir>`` with a larger budget: the weights and the log of one longer run."""
+    first, more = EXTENSIONS[extension]
     run_dir = tmp_path / "run"
-    proc = run_train([*ARGS, "trainer.max_steps=20", f"hydra.run.dir={run_dir}"], run_env,
-                     repo_root)  # fmt: skip
+    proc = run_train([*ARGS, *first, f"hydra.run.dir={run_dir}"], run_env, repo_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _summary(run_dir)["generator_steps"] == 20
-    proc = run_train([f"resume={run_dir}", f"trainer.max_steps={STEPS}"], run_env, repo_root)
+    assert _summary(run_dir)["generator_steps"] < STEPS
+    proc = run_train([f"resume={run_dir}", *more], run_env, repo_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _summary(run_dir)["generator_steps"] == STEPS
     assert _max_weight_difference(run_dir, uninterrupted) == 0.0
+
+    # The training rows of the log are the uninterrupted run's (the first part may have
+    # validated its final weights where the longer run did not).
+    def train_rows(run: Path) -> list[str]:
+        lines = (run / "csv" / "metrics.csv").read_text().splitlines()
+        header = lines[0].split(",")
+        loss = header.index("train/g_loss")
+        return [line for line in lines[1:] if line.split(",")[loss]]
+
+    assert train_rows(run_dir) == train_rows(uninterrupted)
 
 
 @pytest.mark.slow

@@ -45,24 +45,35 @@ def as_next_batch_start(checkpoint: dict[str, Any], trainer: L.Trainer, at_train
 
     Lightning resumes a checkpoint saved at a batch start by counting that batch as not yet
     run, but it also adds one to ``_batches_that_stepped`` (the loggers' step) on restart;
-    the stored value is one less to make up for it. A save at the end of training (a step
-    budget reached mid-epoch) gets the same form: Lightning marks that epoch as finished
-    there, so ``trainer.max_steps`` raised on resume would start a new epoch instead of
-    finishing this one as an uninterrupted run does.
+    the stored value is one less to make up for it. A save at the end of training gets the
+    same form, so that raising ``trainer.max_steps`` or ``max_epochs`` on resume continues
+    as an uninterrupted run does. Lightning marks the last epoch as finished there even when
+    a step budget stopped it in the middle (it would start a new epoch), and when that
+    epoch did end it would restart it empty; both become "the next batch is about to start".
     """
     loops = checkpoint["loops"]["fit_loop"]
     loops["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
     if not at_train_end:
         return
     batches = loops["epoch_loop.batch_progress"]
-    if batches["current"]["completed"] >= trainer.num_training_batches:
-        return  # the epoch did end: Lightning's own state starts the next one
+    epochs = loops["epoch_progress"]
+    if batches["current"]["completed"] < trainer.num_training_batches:
+        # Stopped mid-epoch: this epoch goes on.
+        for part in ("total", "current"):
+            done = epochs[part]["ready"] - 1
+            epochs[part].update(started=done + 1, processed=done, completed=done)
+    else:
+        # The epoch ended (and validated): the first batch of the next one is about to start.
+        for part in ("total", "current"):
+            done = epochs[part]["completed"]
+            epochs[part].update(ready=done + 1, started=done + 1)
+        batches["current"].update(ready=0, started=0, processed=0, completed=0)
+        loops["epoch_loop.val_loop.batch_progress"]["total"].update(
+            ready=0, started=0, processed=0, completed=0
+        )
     for part in ("total", "current"):
         done = batches[part]["completed"]
         batches[part].update(ready=done + 1, started=done, processed=done)
-        epochs = loops["epoch_progress"][part]
-        epochs.update(started=epochs["ready"], processed=epochs["ready"] - 1,
-                      completed=epochs["ready"] - 1)  # fmt: skip
     batches["is_last_batch"] = False
 
 
@@ -129,14 +140,11 @@ class LastCheckpoint(L.Callback):
     def _on_signal(self, signum: int, frame: Any) -> None:
         if self._signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl+C: stop now, without a save
+        # Only note it (logging here could re-enter a stream the main code is writing).
         self._signal = signum
         launcher = self._launcher
         if launcher is not None and signum != signal.SIGINT:
             launcher.kill(signum)  # DDP ranks this process started (Ctrl+C reaches them all)
-        log.warning(
-            "received %s: saving %s at the next step, then stopping",
-            signal.Signals(signum).name, self.path,
-        )  # fmt: skip
 
     def _install_handlers(self, trainer: L.Trainer) -> None:
         if threading.current_thread() is not threading.main_thread():
@@ -153,7 +161,10 @@ class LastCheckpoint(L.Callback):
 
     def _restore_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+            # Lightning's teardown restores the handlers from before fit first; put back only
+            # ours, or its stale SIGTERM handler would outlive the Trainer.
+            if signal.getsignal(signum) == self._on_signal:
+                signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         self._previous_handlers = {}
 
     def _stop_requested(self, trainer: L.Trainer) -> bool:
@@ -166,28 +177,48 @@ class LastCheckpoint(L.Callback):
     # ------------------------------------------------------------------ Lightning hooks
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
         # Lightning registered its own SIGTERM handler just before; ours replaces it (it would
-        # stop in the middle of a validation, where nothing can be saved consistently).
+        # stop in the middle of a validation, where nothing can be saved consistently). A
+        # SIGTERM that came before, while the loaders were being made, is carried over.
         self._install_handlers(trainer)
-        self._saved_at = pl_module.generator_steps  # a resumed run starts at its checkpoint
+        if trainer.received_sigterm:
+            self._signal = signal.SIGTERM
+            trainer._signal_connector.received_sigterm = False
+        resumed = trainer.ckpt_path is not None
+        # last.ckpt already holds this step when the run resumed from it.
+        same_file = resumed and Path(trainer.ckpt_path).resolve() == self.path.resolve()
+        self._saved_at = pl_module.generator_steps if same_file else -1
+        if resumed:
+            # A batch-start checkpoint counts its next batch as ready; Lightning resets that
+            # for the epoch's counter only, which would leave total_batch_idx (what
+            # val_check_interval counts when check_val_every_n_epoch=null) one ahead.
+            total = trainer.fit_loop.epoch_loop.batch_progress.total
+            total.ready = total.completed
         if trainer.is_global_zero:
             # A kill during a save leaves its temporary file (atomic_write); last.ckpt is whole.
             for stale in self.dirpath.glob(f".{LAST_NAME}.*.tmp"):
                 stale.unlink(missing_ok=True)
 
+    def _stop(self, trainer: L.Trainer, step: int, at_train_end: bool = False) -> None:
+        name = signal.Signals(self._signal).name if self._signal else "a signal on another rank"
+        log.warning("received %s: saving %s at generator step %d and stopping", name, self.path,
+                    step)  # fmt: skip
+        self._save(trainer, step, at_train_end=at_train_end)
+        raise Interrupted(
+            f"stopped by {name} at generator step {step}; {self.path} holds that step: "
+            f"continue with `python -m gan_lab.train resume={self.dirpath.parent}`",
+            self._signal or signal.SIGTERM,
+        )
+
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: Any, *args: Any) -> None:
         step = pl_module.generator_steps
         if self._stop_requested(trainer):
-            self._save(trainer, step)
-            name = signal.Signals(self._signal).name if self._signal else "a signal on a rank"
-            raise Interrupted(
-                f"stopped by {name} at generator step {step}; {self.path} holds that step: "
-                f"continue with `python -m gan_lab.train resume={self.dirpath.parent}`",
-                self._signal or signal.SIGTERM,
-            )
+            self._stop(trainer, step)
         if step > 0 and step % self.every == 0:
             self._save(trainer, step)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: Any) -> None:
+        if self._signal is not None:  # came during the last step: stop before the final eval
+            self._stop(trainer, pl_module.generator_steps, at_train_end=True)
         self._save(trainer, pl_module.generator_steps, at_train_end=True)
 
     def teardown(self, trainer: L.Trainer, pl_module: Any, stage: str) -> None:
@@ -234,7 +265,7 @@ class BestCheckpoint(ModelCheckpoint):
         if self.monitor is None or self.save_top_k != 1 or self.dirpath is None:
             return
         path = Path(self.dirpath) / f"{self.filename}{self.FILE_EXTENSION}"
-        score = self._score_on_disk(path)
+        score = self._score_on_disk(trainer, path)
         if score is None:
             return
         held = self.best_model_score
@@ -243,7 +274,13 @@ class BestCheckpoint(ModelCheckpoint):
             self.best_model_path = self.kth_best_model_path = str(path)
             self.best_model_score = self.kth_value = score
 
-    def _score_on_disk(self, path: Path) -> torch.Tensor | None:
+    def _score_on_disk(self, trainer: L.Trainer, path: Path) -> torch.Tensor | None:
+        """The score stored in ``path``; read on rank 0 and shared, so that every rank ranks
+        alike (ranks on other nodes may not see the file)."""
+        score = self._read_score(path) if trainer.is_global_zero else None
+        return trainer.strategy.broadcast(score, src=0)
+
+    def _read_score(self, path: Path) -> torch.Tensor | None:
         if not path.is_file():
             return None
         try:

@@ -104,6 +104,7 @@ class InMemoryImageDataModule(L.LightningDataModule):
         self._test_labels: torch.Tensor | None = None
         # Batches of the current epoch a resumed checkpoint had already trained on.
         self._resume_batches = 0
+        self._resume_epoch: int | None = None
 
     # ----------------------------------------------------------------- subclass hooks
     @property
@@ -374,8 +375,12 @@ class InMemoryImageDataModule(L.LightningDataModule):
             sampler = ResumableSampler(
                 dataset, self.batch_size, num_replicas=world, rank=rank, seed=self.seed
             )
+            if self._resume_epoch is not None:
+                # Lightning calls set_epoch only after it made the iterator; worker processes
+                # would already have drawn their indices from epoch 0's order.
+                sampler.set_epoch(int(self._resume_epoch))
             sampler.skip_batches(self._resume_batches)
-            self._resume_batches = 0
+            self._resume_batches, self._resume_epoch = 0, None
         elif world > 1:
             # Rank r gets samples r, r + W, ... with no padding repeats: N ranks validate on
             # exactly the images (and latents, see GANModule.validation_step) of one process.
@@ -403,18 +408,26 @@ class InMemoryImageDataModule(L.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Where training is in the data: the epoch and the batches of it already trained on.
 
-        Lightning stores this in every checkpoint. The batch count comes from the trainer's
-        progress, not the sampler: the loader runs ahead of training.
+        Lightning stores this in every checkpoint. It comes from the trainer's counters, not
+        the sampler (the loader runs ahead of training). gan_lab saves at a batch start
+        (the next batch counted as ready, not completed) or at the end of training (where
+        Lightning has already counted the last epoch as done, finished or not).
         """
         trainer = self.trainer
         if trainer is None or not trainer.training:
             return {}
-        progress = trainer.fit_loop.epoch_loop.batch_progress.current
-        return {"epoch": trainer.current_epoch, "batches_done": progress.completed}
+        batches = trainer.fit_loop.epoch_loop.batch_progress.current
+        epochs_done = trainer.fit_loop.epoch_progress.current.completed
+        if batches.ready > batches.completed:  # at a batch start: this epoch goes on
+            return {"epoch": epochs_done, "batches_done": batches.completed}
+        if batches.completed >= trainer.num_training_batches:  # the epoch ran to its end
+            return {"epoch": epochs_done, "batches_done": 0}
+        return {"epoch": epochs_done - 1, "batches_done": batches.completed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Make the next train loader start after the batches the checkpoint trained on."""
         self._resume_batches = int(state_dict.get("batches_done", 0))
+        self._resume_epoch = state_dict.get("epoch")
 
     def train_dataloader(self) -> DataLoader:
         images = self.train_images()
