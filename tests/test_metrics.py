@@ -12,7 +12,7 @@ from torchmetrics.image.inception import InceptionScore
 
 from gan_lab.data import MNISTDataModule
 from gan_lab.errors import UserError
-from gan_lab.metrics.compute import to_unit_images
+from gan_lab.metrics.compute import cached_outputs, to_unit_images
 from gan_lab.metrics.domain import (
     MIN_ACCURACY,
     DomainClassifier,
@@ -178,3 +178,27 @@ def test_stale_or_damaged_classifier_is_refused(tmp_path):
     path.with_suffix(".json").write_text("{}")
     with pytest.raises(UserError, match="unreadable"):
         load_classifier(path)
+
+
+def _domain_extractor(seed: int) -> DomainExtractor:
+    torch.manual_seed(seed)
+    net = DomainClassifier(channels=1, image_size=8)
+    record = {"feature_dim": 128, "num_classes": 10, "arch_version": 1, "data_digest": "d" * 64}
+    return DomainExtractor(net, "mnist", record)
+
+
+def test_real_statistics_are_keyed_by_the_classifier_weights(tmp_path, monkeypatch):
+    """Same dataset, version and data digest but other weights (a retrained classifier, or
+    one trained elsewhere): another cache entry. The same weights in a new object: a hit."""
+    real = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    first, other = _domain_extractor(0), _domain_extractor(1)
+    assert first.weights_sha256 != other.weights_sha256 and first.identity != other.identity
+    out_first = cached_outputs(first, real, tmp_path, "domain")
+    cached_outputs(other, real, tmp_path, "domain")
+    assert len(list(tmp_path.glob("domain-16-*.pt"))) == 2
+    same = _domain_extractor(0)
+    assert same.weights_sha256 == first.weights_sha256
+    monkeypatch.setattr(same, "forward", lambda x: pytest.fail("extractor ran on a cache hit"))
+    hit = cached_outputs(same, real, tmp_path, "domain")
+    assert torch.equal(hit["features"], out_first["features"])
+    assert len(list(tmp_path.glob("domain-16-*.pt"))) == 2

@@ -21,6 +21,7 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan_lab.io import atomic_write
+from gan_lab.metrics.digest import extractor_weights_sha256
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +135,15 @@ def cached_outputs(
 ) -> dict[str, torch.Tensor]:
     """``extract`` over uint8 ``real`` images, cached in ``stats_dir`` (None: no cache).
 
-    The key is the extractor's identity (weights hash, or classifier version and data digest)
-    and a sha256 of the images themselves, so any change of data or weights misses and a hit
-    is exact. A damaged entry is recomputed, never trusted.
+    The key is the extractor's identity, the full sha256 of its weights (the weights file's,
+    or its state dict's) and a sha256 of the images themselves, so any change of data or
+    weights misses and a hit is exact. A damaged entry is recomputed, never trusted.
     """
     path = None
     if stats_dir is not None:
         content = hashlib.sha256(real.contiguous().numpy().tobytes()).hexdigest()
-        ident = f"{extractor.identity}|{tuple(real.shape)}|{content}"
+        weights = extractor_weights_sha256(extractor)
+        ident = f"{extractor.identity}|weights={weights}|{tuple(real.shape)}|{content}"
         digest = hashlib.sha256(ident.encode()).hexdigest()[:20]
         path = Path(stats_dir) / f"{name}-{len(real)}-{digest}.pt"
         if path.is_file():

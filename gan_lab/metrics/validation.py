@@ -5,9 +5,9 @@ module's checkpoints nor in its optimizers.
 
 Real statistics are computed once per run, from ``datamodule.val_images()`` (the first
 ``num_samples`` images of the held-out split), and cached on disk under a key made of the
-extractor's identity (weights hash, or classifier version and training-data digest) and a
-sha256 of the real images themselves: later runs and sweep jobs load them instead of running
-the feature network over real images again, and any change of data or weights misses.
+extractor's identity (classifier version and training-data digest), the sha256 of its weights
+and a sha256 of the real images themselves: later runs and sweep jobs load them instead of
+running the feature network over real images again, and any change of data or weights misses.
 Under DDP only rank 0 holds the real features, so torchmetrics' cross-rank sum gives exactly
 one copy of them.
 Generated images come from ``GANModule.validation_step``, one per held-out image, split over
