@@ -202,3 +202,60 @@ def test_real_statistics_are_keyed_by_the_classifier_weights(tmp_path, monkeypat
     hit = cached_outputs(same, real, tmp_path, "domain")
     assert torch.equal(hit["features"], out_first["features"])
     assert len(list(tmp_path.glob("domain-16-*.pt"))) == 2
+
+
+def _tiny_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = torch.randint(0, 64, (n, 1, 8, 8), dtype=torch.uint8, generator=g)
+    images[torch.arange(n), 0, labels % 8, labels // 2] = 255  # a class-dependent pixel
+    return images, labels
+
+
+def test_classifier_training_is_seeded_privately(tmp_path):
+    """Same seed: bitwise the same classifier; the caller's global RNG stream is untouched."""
+    from gan_lab.metrics.digest import state_dict_sha256
+    from gan_lab.metrics.domain import train_classifier
+
+    (x, y), (xt, yt) = _tiny_digits(256, 0), _tiny_digits(64, 1)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a, rec_a = train_classifier("mnist", x, y, xt, yt, epochs=2, batch_size=32, seed=0)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.manual_seed(999)  # another caller state must not change the result
+    b, rec_b = train_classifier("mnist", x, y, xt, yt, epochs=2, batch_size=32, seed=0)
+    assert state_dict_sha256(a) == state_dict_sha256(b)
+    assert rec_a["test_accuracy"] == rec_b["test_accuracy"]
+    c, _ = train_classifier("mnist", x, y, xt, yt, epochs=2, batch_size=32, seed=1)
+    assert state_dict_sha256(c) != state_dict_sha256(a)
+
+
+def test_classifier_file_is_one_unit(tmp_path):
+    """Weights and record live in the .pt; a stale or missing JSON copy is rewritten from it,
+    and weights that do not match their record's hash are refused."""
+    from gan_lab.metrics.domain import save_classifier
+
+    path = tmp_path / "mnist-8px-1ch-v2.pt"
+    torch.manual_seed(0)
+    model = DomainClassifier(1, 8)
+    record = {"dataset": "mnist", "image_size": 8, "channels": 1, "num_classes": 10,
+              "arch_version": 2, "feature_dim": 128, "data_digest": "abc"}  # fmt: skip
+    saved = save_classifier(model, record, path)
+    assert json.loads(path.with_suffix(".json").read_text()) == saved
+    # A crash after the weights and before the JSON: the JSON holds an older record.
+    path.with_suffix(".json").write_text(json.dumps({**saved, "test_accuracy": 0.1}))
+    loaded, got = load_classifier(path, data_digest="abc")
+    assert got == saved and json.loads(path.with_suffix(".json").read_text()) == saved
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+    path.with_suffix(".json").unlink()
+    assert load_classifier(path)[1] == saved and path.with_suffix(".json").is_file()
+    with pytest.raises(UserError, match="trained on other data"):
+        load_classifier(path, data_digest="other")
+    # Other weights under the old record: refused, never paired silently.
+    other = DomainClassifier(1, 8).state_dict()
+    torch.save({"state_dict": other, "record": saved}, path)
+    with pytest.raises(UserError, match="damaged"):
+        load_classifier(path)
+    torch.save(model.state_dict(), path)  # the v1 layout: bare weights, record in the JSON
+    with pytest.raises(UserError, match="old or unknown format"):
+        load_classifier(path)

@@ -46,6 +46,38 @@ def test_smoke_run_writes_summary_grids_checkpoints_and_offline_wandb(run_env, r
     assert offline[0].name.endswith((run_dir / "wandb_run_id").read_text().strip())
 
 
+def _generator_weights(run_dir: Path) -> dict:
+    import torch
+
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return {k: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
+
+
+@pytest.mark.slow
+def test_empty_and_warm_classifier_cache_give_identical_runs(run_env, repo_root, tmp_path):
+    """The first run trains the MNIST domain classifier inside the run (empty GAN_LAB_CACHE),
+    the second loads it: the same config must give the same generator and the same metrics."""
+    import torch
+
+    env = {**run_env, "GAN_LAB_CACHE": str(tmp_path / "cache")}
+    args = ["experiment=smoke", "trainer=cpu", "logger=none", "metrics.num_samples=256"]
+    summaries, weights = [], []
+    for name in ("cold", "warm"):
+        run_dir = tmp_path / name
+        proc = run_train([*args, f"hydra.run.dir={run_dir}"], env, repo_root, timeout=1200)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        summaries.append(json.loads((run_dir / "summary.json").read_text()))
+        weights.append(_generator_weights(run_dir))
+        if name == "cold":  # the classifier was trained by this run, into the fresh cache
+            assert list((tmp_path / "cache" / "evaluators").glob("mnist-*.pt"))
+    cold, warm = summaries
+    assert cold["status"] == warm["status"] == "completed"
+    assert cold["metrics"] == warm["metrics"] and cold["metrics"]["fid_domain"] > 0
+    assert cold["metrics_protocol"] == warm["metrics_protocol"]
+    assert weights[0].keys() == weights[1].keys() and weights[0]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def _assert_one_line_error(proc, *fragments: str) -> None:
     assert proc.returncode != 0
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
