@@ -3,6 +3,10 @@
 Generates ``metrics.num_samples`` images (10,000 by default: the sound protocol) and scores them
 against as many held-out real images with the metrics of ``conf/metrics/``; writes
 ``<run dir>/eval.json`` (and ``out=`` if given) and prints it. Runs on CPU or CUDA.
+
+When the held-out set holds fewer images, that many are generated and compared (a warning
+says so) and ``metrics_protocol`` records the counts actually compared; the label is "sound"
+only for at least 10,000. A held-out set too small for a metric is a one-line error.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from gan_lab.checkpoints import load_generator, resolve_ckpt_path
 from gan_lab.cli import check_composes, find_user_error, run_user_errors_as_one_line
 from gan_lab.metrics.compute import cached_outputs, extract, fid_score, inception_score, kid_score
 from gan_lab.metrics.extractors import build_extractor
-from gan_lab.metrics.validation import SOUND_NUM_SAMPLES
+from gan_lab.metrics.protocol import check_counts, kid_subset, label, warn_if_fewer
 from gan_lab.summary import write_summary
 
 log = logging.getLogger(__name__)
@@ -55,14 +59,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 "val_samples": m.num_samples}  # fmt: skip
     datamodule = instantiate(OmegaConf.create(data_cfg))
     real = datamodule.val_images()
-    if len(real) < m.num_samples:
-        log.warning("only %d held-out images: scoring %d samples", len(real), len(real))
-    n = len(real)
+    n = len(real)  # one generated image per held-out one
+    warn_if_fewer(m.num_samples, n, f"the {datamodule.name} held-out set")
+    check_counts(
+        n,
+        n,
+        fid=m.fid,
+        kid=m.kid,
+        is_splits=m.is_splits if m.inception_score else None,
+        real_what=f"the {datamodule.name} held-out set",
+        hint="evaluate on a dataset with more held-out images, or turn that metric off",
+    )
     stats_dir = Path(datamodule.data_dir) / "cache" / "stats" if m.cache_real_stats else None
     results: dict[str, float] = {}
     unavailable: dict[str, str] = {}
+    identities: dict[str, str] = {}
     for name in m.extractors:
         extractor = build_extractor(name, datamodule=datamodule, weights_path=m.weights_path)
+        identities[name] = extractor.identity
         extractor.to(device)
         real_out = cached_outputs(extractor, real, stats_dir, name, device)
         fake_out = extract(
@@ -75,7 +89,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if m.fid:
             results[f"fid_{name}"] = fid_score(real_f, fake_f)
         if m.kid:
-            kid = kid_score(real_f, fake_f, m.kid_subset_size)
+            kid = kid_score(real_f, fake_f, m.kid_subset_size, seed=cfg.seed)
             results[f"kid_{name}_mean"], results[f"kid_{name}_std"] = kid
         if m.inception_score:
             if "logits" in fake_out:
@@ -83,19 +97,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
                 results[f"is_{name}_mean"], results[f"is_{name}_std"] = mean, std
             else:
                 unavailable[f"is_{name}"] = "the Inception weights have no logits layer"
-    sound = n >= SOUND_NUM_SAMPLES
+    protocol = {
+        "num_samples": n,
+        "num_real": n,
+        "num_generated": n,
+        "num_samples_requested": m.num_samples,
+        "label": label(n),
+        "extractors": identities,
+        "unavailable": unavailable,
+        "seed": cfg.seed,
+    }
+    if m.kid:
+        protocol["kid_subset_size"] = kid_subset(m.kid_subset_size, n, n)
     return {
         "ckpt_path": str(resolve_ckpt_path(cfg.ckpt_path)),
         "generator_steps": int(ckpt.get("global_step", 0)) // (config.get("n_disc", 1) + 1),
         "dataset": datamodule.name,
         "metrics": results,
-        "metrics_protocol": {
-            "num_samples": n,
-            "label": "sound" if sound else f"cheap ({n} < {SOUND_NUM_SAMPLES})",
-            "extractors": list(m.extractors),
-            "unavailable": unavailable,
-            "seed": cfg.seed,
-        },
+        "metrics_protocol": protocol,
         "device": str(device),
         "seconds": round(time.perf_counter() - start, 2),
     }

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -157,6 +159,8 @@ def test_inception_score_without_logits_is_reported_unavailable(tmp_path):
     ex.has_logits = False
     vm = ValidationMetrics({"inception": ex}, num_samples=100, stats_dir=None)
     assert [n for _, n, _, _ in vm.metrics] == ["fid_inception"]
+    assert vm.protocol()["label"] == "no images compared"  # nothing set up yet
+    vm.setup(*_fake_trainer(torch.zeros(100, 1, 8, 8, dtype=torch.uint8)), "fit")
     protocol = vm.protocol()
     assert "logits" in protocol["unavailable"]["is_inception"]
     assert protocol["label"].startswith("cheap") and protocol["monitor"] == "fid_inception"
@@ -259,3 +263,60 @@ def test_classifier_file_is_one_unit(tmp_path):
     torch.save(model.state_dict(), path)  # the v1 layout: bare weights, record in the JSON
     with pytest.raises(UserError, match="old or unknown format"):
         load_classifier(path)
+
+
+def _fake_trainer(real: torch.Tensor) -> tuple[SimpleNamespace, SimpleNamespace]:
+    """The few Trainer / LightningModule attributes the callback reads."""
+    datamodule = SimpleNamespace(val_images=lambda: real)
+    trainer = SimpleNamespace(datamodule=datamodule, sanity_checking=False, is_global_zero=True)
+    module = SimpleNamespace(device=torch.device("cpu"), generator_steps=7,
+                             log=lambda *a, **k: None)  # fmt: skip
+    return trainer, module
+
+
+def test_protocol_records_the_counts_really_compared(caplog):
+    """num_samples=20 asked, 6 held-out images, 4 generated (e.g. limit_val_batches): the
+    protocol says 4 compared, warns once, labels it cheap, and KID's subset fits the data."""
+    g = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8, generator=g)
+    vm = ValidationMetrics({"tiny": _TinyExtractor()}, num_samples=20, kid=True,
+                           inception_score=True, is_splits=2, kid_subset_size=1000)  # fmt: skip
+    trainer, module = _fake_trainer(real)
+    with caplog.at_level(logging.WARNING, logger="gan_lab.metrics"):
+        vm.setup(trainer, module, "fit")
+        vm.setup(trainer, module, "validate")  # the final validation sets up again
+    warnings = [r for r in caplog.records if "metrics.num_samples=20" in r.getMessage()]
+    assert len(warnings) == 1 and "only 6 images" in warnings[0].getMessage()
+    before = vm.protocol()
+    assert (before["num_samples"], before["num_real"], before["kid_subset_size"]) == (6, 6, 6)
+    vm.on_validation_epoch_start(trainer, module)
+    vm.on_validation_batch_end(trainer, module, torch.rand(4, 1, 8, 8) * 2 - 1, None, 0)
+    vm.on_validation_epoch_end(trainer, module)
+    protocol = vm.protocol()
+    assert protocol["num_samples"] == 4 and protocol["num_samples_requested"] == 20
+    assert (protocol["num_real"], protocol["num_generated"]) == (6, 4)
+    assert protocol["label"] == "cheap (4 < 10000)" and protocol["kid_subset_size"] == 4
+    assert set(vm.last_results) == {"fid_tiny", "kid_tiny_mean", "kid_tiny_std", "is_tiny_mean",
+                                    "is_tiny_std"}  # fmt: skip
+
+
+def test_sound_label_needs_ten_thousand_compared_images():
+    from gan_lab.metrics.protocol import SOUND_NUM_SAMPLES, label
+
+    assert label(SOUND_NUM_SAMPLES) == "sound" and label(9_999).startswith("cheap")
+
+
+@pytest.mark.parametrize(
+    "held_out,kwargs,fragment",
+    [
+        (1, {}, "held-out set used for validation has 1 image(s), too few for FID"),
+        (1, {"fid": False, "kid": True, "inception_score": False}, "too few for KID"),
+        (5, {"is_splits": 10}, "generated set has 5 image(s), too few for IS over 10 splits"),
+    ],
+)
+def test_held_out_set_too_small_for_a_metric_is_one_line(held_out, kwargs, fragment):
+    real = torch.zeros(held_out, 1, 8, 8, dtype=torch.uint8)
+    vm = ValidationMetrics({"tiny": _TinyExtractor()}, num_samples=100, **kwargs)
+    with pytest.raises(UserError) as info:
+        vm.setup(*_fake_trainer(real), "fit")
+    assert fragment in str(info.value) and "\n" not in str(info.value)

@@ -22,6 +22,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan_lab.io import atomic_write
 from gan_lab.metrics.digest import extractor_weights_sha256
+from gan_lab.metrics.protocol import kid_subset
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +79,18 @@ def fid_score(real: torch.Tensor, fake: torch.Tensor) -> float:
 
 
 def kid_score(
-    real: torch.Tensor, fake: torch.Tensor, subset_size: int = 1000
+    real: torch.Tensor, fake: torch.Tensor, subset_size: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """torchmetrics KID (mean, std over 100 subsets) between two feature sets."""
-    subset = max(2, min(subset_size, len(real), len(fake)))
+    """torchmetrics KID (mean, std over 100 subsets) between two feature sets; the subset
+    size is ``subset_size`` or, if smaller, the size of either set."""
+    subset = kid_subset(subset_size, len(real), len(fake))
     metric = KernelInceptionDistance(Passthrough(real.size(1)), subset_size=subset)
     metric.update(real, real=True)
     metric.update(fake, real=False)
-    mean, std = metric.compute()
+    # KID draws its subsets from the global generator: seeded here, the caller's restored.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
     return float(mean), float(std)
 
 
