@@ -7,6 +7,12 @@ against as many held-out real images with the metrics of ``conf/metrics/``; writ
 When the held-out set holds fewer images, that many are generated and compared (a warning
 says so) and ``metrics_protocol`` records the counts actually compared; the label is "sound"
 only for at least 10,000. A held-out set too small for a metric is a one-line error.
+
+The real images are the first ``metrics.num_samples`` of the held-out set that the data config
+stored in the checkpoint fixes (the official test split, or a folder's or LSUN's fixed subset,
+disjoint from the training images): nothing is re-split. ``metrics_protocol.held_out`` records
+that set's sha256, and eval warns when it differs from the one in the training run's
+``summary.json`` (the data changed since).
 """
 
 from __future__ import annotations
@@ -48,6 +54,31 @@ def generated_batches(generator, latent_dim: int, n: int, batch_size: int, seed:
             yield generator(z)
 
 
+def check_held_out(datamodule: Any, data_config: dict[str, Any], ckpt_path: Path) -> dict:
+    """The held-out set's record (held_out_info), checked against what training used."""
+    info = dict(datamodule.held_out_info())
+    if not datamodule.has_official_test_split and "split_seed" not in data_config:
+        log.warning(
+            "%s predates the fixed held-out split (its data config has no split_seed): its "
+            "training may have seen some of these held-out images; retrain to score it soundly",
+            ckpt_path,
+        )
+        info["legacy_checkpoint"] = True
+    summary = ckpt_path.parent.parent / "summary.json"  # <run dir>/checkpoints/<file>.ckpt
+    try:
+        trained = json.loads(summary.read_text())["metrics_protocol"]["held_out"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return info  # no training record to compare with (a copied checkpoint, metrics=none)
+    info["matches_training"] = trained == info["sha256"]
+    if not info["matches_training"]:
+        log.warning(
+            "the held-out images differ from those the training run %s validated on (sha256 "
+            "%s... vs %s...): the data changed since", summary.parent, info["sha256"][:12],
+            trained[:12],
+        )  # fmt: skip
+    return info
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score the checkpoint's generator; the result dict is what eval.json holds."""
     start = time.perf_counter()
@@ -58,6 +89,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     data_cfg = {**config["data"], "data_dir": cfg.paths.data_dir, "mirrors": cfg.paths.data_mirrors,
                 "val_samples": m.num_samples}  # fmt: skip
     datamodule = instantiate(OmegaConf.create(data_cfg))
+    held_out = check_held_out(datamodule, config["data"], resolve_ckpt_path(cfg.ckpt_path))
     real = datamodule.val_images()
     n = len(real)  # one generated image per held-out one
     warn_if_fewer(m.num_samples, n, f"the {datamodule.name} held-out set")
@@ -104,6 +136,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "num_samples_requested": m.num_samples,
         "label": label(n),
         "extractors": identities,
+        "held_out": held_out,
         "unavailable": unavailable,
         "seed": cfg.seed,
     }

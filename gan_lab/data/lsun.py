@@ -2,8 +2,9 @@
 
 The full set is about 3 million images; ``max_images`` (default 200,000, 2.4 GB as 64x64
 uint8) bounds how many are decoded into the in-memory cache, taken in the lmdb's key order.
-A seeded held-out subset plays the test split (LSUN's own validation set has 300 images,
-too few for FID). There is no torchvision download and no registry copy: get the lmdb with
+A fixed held-out subset (``data.split_seed``, ``data.held_out``: 10,000 of the default
+200,000 images) plays the test split (LSUN's own validation set has 300 images, too few for
+FID). There is no torchvision download and no registry copy: get the lmdb with
 LSUN's download script (github.com/fyu/lsun) into data_dir or a mirror folder.
 """
 
@@ -38,6 +39,7 @@ class LSUNBedroomDataModule(InMemoryImageDataModule):
 
     default_image_size: ClassVar[int] = 64
     default_channels: ClassVar[int] = 3
+    has_official_test_split: ClassVar[bool] = False
 
     def __init__(self, data_dir: str, max_images: int = 200_000, **kwargs: Any) -> None:
         """``max_images``: how many lmdb records to decode; ``kwargs`` are the base class's."""
@@ -116,7 +118,7 @@ class LSUNBedroomDataModule(InMemoryImageDataModule):
         return Loaded(digest=digest, images={"all": out[ok]}, info={"records": total})
 
     def split_images(self, images: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return held_out_split(images["all"], self.val_samples, self.seed, self.title)
+        return held_out_split(images["all"], self.held_out, self.held_out_fraction, self.split_seed)
 
     def how_to_provide(self) -> str:
         return (

@@ -111,6 +111,7 @@ class ValidationMetrics(L.Callback):
         self.generated = SumMetric()
         self.num_real: int | None = None  # held-out images compared (known at setup)
         self.counts: dict[str, int] = {}  # real/generated counts of the last validation
+        self.held_out: dict[str, Any] = {}  # the datamodule's held_out_info(): split, digest
         self._warned = False
         self.real_ready = False
         self.last_results: dict[str, float] = {}
@@ -130,6 +131,7 @@ class ValidationMetrics(L.Callback):
             "num_samples_requested": self.num_samples,
             "label": "no images compared" if compared is None else label(compared),
             "extractors": {k: getattr(v, "identity", k) for k, v in self.extractors.items()},
+            "held_out": self.held_out,
             "monitor": self.monitor,
             "unavailable": self.unavailable,
         }
@@ -145,8 +147,8 @@ class ValidationMetrics(L.Callback):
             num_generated,
             **self.checks,
             real_what="the held-out set used for validation",
-            hint="use more held-out images (metrics.num_samples, a larger dataset) or turn "
-            "that metric off",
+            hint="use more held-out images (metrics.num_samples; for a folder, more images or "
+            "a larger data.held_out_fraction) or turn that metric off",
         )
         for _, name, _, metric in self.metrics:
             if name.startswith("kid_"):
@@ -182,6 +184,8 @@ class ValidationMetrics(L.Callback):
             warn_if_fewer(self.num_samples, self.num_real, "the held-out set")
             self._warned = True
         self._set_counts(self.num_real, self.num_real)  # one generated image per real one
+        if hasattr(datamodule, "held_out_info"):
+            self.held_out = datamodule.held_out_info()
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and not self.real_ready:
