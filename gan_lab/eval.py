@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from gan_lab.checkpoints import load_generator, resolve_ckpt_path
 from gan_lab.cli import check_composes, find_user_error, run_user_errors_as_one_line
 from gan_lab.metrics.compute import cached_outputs, extract, fid_score, inception_score, kid_score
-from gan_lab.metrics.extractors import build_extractor
+from gan_lab.metrics.extractors import build_extractor, resolve_extractors
 from gan_lab.metrics.protocol import check_counts, kid_subset, label, warn_if_fewer
 from gan_lab.summary import write_summary
 
@@ -106,7 +106,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     results: dict[str, float] = {}
     unavailable: dict[str, str] = {}
     identities: dict[str, str] = {}
-    for name in m.extractors:
+    for name in resolve_extractors(m.extractors, datamodule):
         extractor = build_extractor(name, datamodule=datamodule, weights_path=m.weights_path)
         identities[name] = extractor.identity
         extractor.to(device)

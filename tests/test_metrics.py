@@ -320,3 +320,13 @@ def test_held_out_set_too_small_for_a_metric_is_one_line(held_out, kwargs, fragm
     with pytest.raises(UserError) as info:
         vm.setup(*_fake_trainer(real), "fit")
     assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_auto_extractors_pick_domain_where_a_classifier_exists():
+    from gan_lab.metrics.extractors import resolve_extractors
+
+    for name, want in [("mnist", "domain"), ("fashion_mnist", "domain"), ("cifar10", "domain"),
+                       ("folder", "inception"), ("lsun_bedroom", "inception")]:  # fmt: skip
+        assert resolve_extractors("auto", SimpleNamespace(name=name)) == [want]
+    assert resolve_extractors(["domain", "inception"]) == ["domain", "inception"]
+    assert resolve_extractors("inception") == ["inception"]

@@ -277,7 +277,7 @@ def ensure_classifier(datamodule: Any, root: Path | None = None) -> tuple[Domain
     if name not in MIN_ACCURACY:
         raise UserError(
             f"no domain classifier for {name!r} (it has no class labels); use "
-            f"metrics.extractors=[inception] or a dataset among {sorted(MIN_ACCURACY)}"
+            f"metrics.extractors=auto or [inception], or a dataset among {sorted(MIN_ACCURACY)}"
         )
     digest = datamodule.data_digest()
     path = classifier_path(name, datamodule.image_size, datamodule.channels, root)

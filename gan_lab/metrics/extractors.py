@@ -9,6 +9,7 @@ through each network once however many metrics read it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -89,6 +90,22 @@ class DomainExtractor(nn.Module):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.net.features(images)
         return {"features": features, "logits": self.net.classify(features)}
+
+
+def resolve_extractors(names: str | Sequence[str], datamodule: Any = None) -> list[str]:
+    """The extractor names to build. ``auto``: ``domain`` for a dataset with a domain
+    classifier (class labels: mnist, fashion_mnist, cifar10), ``inception`` otherwise (an image
+    folder, LSUN): the fast, meaningful one where it exists, one that works everywhere else."""
+    if isinstance(names, str):
+        if names != "auto":
+            return [names]
+        from gan_lab.metrics.domain import MIN_ACCURACY
+
+        has_classifier = (
+            datamodule is not None and getattr(datamodule, "name", None) in MIN_ACCURACY
+        )
+        return ["domain" if has_classifier else "inception"]
+    return list(names)
 
 
 def build_extractor(

@@ -43,7 +43,7 @@ from gan_lab.metrics.compute import (
     make_inception_score,
     to_unit_images,
 )
-from gan_lab.metrics.extractors import build_extractor
+from gan_lab.metrics.extractors import build_extractor, resolve_extractors
 from gan_lab.metrics.protocol import (
     SOUND_NUM_SAMPLES,
     check_counts,
@@ -248,7 +248,7 @@ class ValidationMetrics(L.Callback):
 def build_validation_metrics(
     datamodule: Any,
     num_samples: int = 2000,
-    extractors: list[str] | tuple[str, ...] = ("domain",),
+    extractors: str | list[str] | tuple[str, ...] = "auto",
     fid: bool = True,
     kid: bool = False,
     inception_score: bool = True,
@@ -257,12 +257,16 @@ def build_validation_metrics(
     weights_path: str | None = None,
     cache_real_stats: bool = True,
 ) -> ValidationMetrics | None:
-    """The validation metrics of ``conf/metrics/``: one extractor pass feeds all metrics."""
-    if not (fid or kid or inception_score) or not extractors:
+    """The validation metrics of ``conf/metrics/``: one extractor pass feeds all metrics.
+
+    ``extractors``: names, or ``auto`` (see :func:`~gan_lab.metrics.extractors.resolve_extractors`).
+    """
+    names = resolve_extractors(extractors, datamodule)
+    if not (fid or kid or inception_score) or not names:
         return None
     built = {
         name: build_extractor(name, datamodule=datamodule, weights_path=weights_path)
-        for name in extractors
+        for name in names
     }
     stats_dir = datamodule.data_dir / "cache" / "stats" if cache_real_stats else None
     return ValidationMetrics(
