@@ -64,11 +64,13 @@ def check_held_out(datamodule: Any, data_config: dict[str, Any], ckpt_path: Path
             ckpt_path,
         )
         info["legacy_checkpoint"] = True
+    if ckpt_path.parent.name != "checkpoints":
+        return info  # not in a run directory: no training record to compare with
     summary = ckpt_path.parent.parent / "summary.json"  # <run dir>/checkpoints/<file>.ckpt
     try:
         trained = json.loads(summary.read_text())["metrics_protocol"]["held_out"]["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
-        return info  # no training record to compare with (a copied checkpoint, metrics=none)
+        return info  # the run has no record of it (metrics=none, or an older run)
     info["matches_training"] = trained == info["sha256"]
     if not info["matches_training"]:
         log.warning(

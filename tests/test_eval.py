@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -137,3 +138,23 @@ def test_eval_scores_fixed_held_out_images_that_training_never_used(tmp_path, mo
     assert protocol["held_out"]["sha256"] == trained_held_out["sha256"]
     assert protocol["held_out"]["matches_training"] is True
     assert trained_held_out["images"] == 20 and trained_held_out["split"].startswith("fixed")
+
+
+def test_held_out_check_flags_legacy_checkpoints_and_changed_data(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from gan_lab.eval import check_held_out
+
+    info = {"split": "fixed subset (...)", "images": 30, "sha256": "a" * 64}
+    folder = SimpleNamespace(held_out_info=lambda: info, has_official_test_split=False)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    assert check_held_out(folder, {"split_seed": 0}, ckpt) == info  # no summary.json
+    with caplog.at_level(logging.WARNING, logger="gan_lab.eval"):
+        legacy = check_held_out(folder, {"seed": 3}, ckpt)
+    assert legacy["legacy_checkpoint"] and "predates the fixed held-out split" in caplog.text
+    protocol = {"metrics_protocol": {"held_out": {"sha256": "b" * 64}}}
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(protocol))
+    with caplog.at_level(logging.WARNING, logger="gan_lab.eval"):
+        changed = check_held_out(folder, {"split_seed": 0}, ckpt)
+    assert changed["matches_training"] is False and "the data changed since" in caplog.text
