@@ -20,6 +20,7 @@ from gan_lab.metrics.domain import (
     classifier_path,
     ensure_classifier,
     evaluators_dir,
+    read_classifier_file,
 )
 
 
@@ -54,9 +55,12 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(record, indent=1))
         return
     records = []
-    for sidecar in sorted(evaluators_dir().glob("*.json")):
-        record = json.loads(sidecar.read_text())
-        records.append({"path": str(sidecar.with_suffix(".pt")), **record})
+    for path in sorted(evaluators_dir().glob("*.pt")):
+        # The record inside the weights file is the truth; the JSON beside it is only a copy.
+        try:
+            records.append({"path": str(path), **read_classifier_file(path)[1]})
+        except UserError as err:
+            records.append({"path": str(path), "error": str(err)})
     print(json.dumps(records, indent=1))
 
 

@@ -5,8 +5,11 @@
 Each PATH is a folder of images (searched recursively, decoded with PIL as torch-fidelity
 does) or a dataset split such as ``mnist:test`` or ``cifar10:train``. PATH_A plays the real
 set. Prints one JSON object: ``fid`` (and ``kid_mean``/``kid_std``, ``is_mean``/``is_std`` of
-PATH_B), the extractor, and the image counts. The numbers come from torchmetrics, on
-torch-fidelity's Inception (``antialias=False``) or on a dataset's domain classifier.
+PATH_B), the extractor, the image counts actually compared (``num_a``, ``num_b``; fewer than
+``--limit`` when a set is smaller, with a warning) and their ``label`` ("sound" for at least
+10,000 images in each set). A set too small for a metric is a one-line error. The numbers
+come from torchmetrics, on torch-fidelity's Inception (``antialias=False``) or on a dataset's
+domain classifier.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ from gan_lab.metrics.compute import (
     timed_extract,
 )
 from gan_lab.metrics.extractors import build_extractor
+from gan_lab.metrics.protocol import check_counts, kid_subset, label, warn_if_fewer
 
 log = logging.getLogger("gan_lab.fid")
 SPLITS = ("train", "test")
+IS_SPLITS = 10
 
 
 def load_folder(folder: Path, limit: int | None = None) -> torch.Tensor:
@@ -91,6 +96,19 @@ def evaluate_sets(
     """The metrics of ``spec_b`` against ``spec_a``; see the module doc."""
     a, dm_a = load_set(spec_a, limit)
     b, dm_b = load_set(spec_b, limit)
+    if limit is not None:
+        for x, spec in ((a, spec_a), (b, spec_b)):
+            warn_if_fewer(limit, len(x), spec, asked="--limit")
+    check_counts(
+        len(a),
+        len(b),
+        fid=True,
+        kid=kid,
+        is_splits=IS_SPLITS if score_is else None,
+        real_what=spec_a,
+        generated_what=spec_b,
+        hint="give more images",
+    )
     if extractor_name.startswith("domain:"):
         dataset = extractor_name.split(":", 1)[1]
         dm = next((d for d in (dm_a, dm_b) if d is not None and d.name == dataset), None)
@@ -113,16 +131,18 @@ def evaluate_sets(
         "extractor": getattr(extractor, "identity", extractor_name),
         "num_a": len(a),
         "num_b": len(b),
+        "label": label(min(len(a), len(b))),
     }
     if kid:
         result["kid_mean"], result["kid_std"] = kid_score(out_a["features"], out_b["features"])
+        result["kid_subset_size"] = kid_subset(1000, len(a), len(b))
     if score_is:
         if "logits" not in out_b:
             raise UserError(
                 "Inception Score needs the logits layer of torch-fidelity's official weights; "
                 "the weights in use have none (set --weights-path to the official file)"
             )
-        result["is_mean"], result["is_std"] = inception_score(out_b["logits"])
+        result["is_mean"], result["is_std"] = inception_score(out_b["logits"], IS_SPLITS)
     return result
 
 

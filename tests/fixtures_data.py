@@ -13,6 +13,7 @@ import gzip
 import hashlib
 import http.server
 import io
+import json
 import pickle
 import struct
 import tarfile
@@ -247,3 +248,31 @@ def serve_directory(folder: Path) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+# ----------------------------------------------------------------------------- Inception
+def install_offline_inception(cache_root: Path) -> Path:
+    """Random weights in torch-fidelity's InceptionV3 layout, installed in a gan_lab cache
+    (``$GAN_LAB_CACHE/weights/``) the way the registry fallback leaves its converted file:
+    NaN logits layer, JSON sidecar with the sha256. resolve_inception_weights then finds them
+    with no network. The features are meaningless: for pipeline tests only."""
+    from gan_lab.metrics import inception_weights as iw
+
+    layout, _ = iw._reference_layout()
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape, dtype in layout:
+        if key in iw.LOGIT_KEYS:
+            state[key] = torch.full(shape, float("nan"))
+        elif key.endswith("running_var"):
+            state[key] = torch.ones(shape)
+        elif dtype.is_floating_point:
+            state[key] = torch.randn(shape, generator=g) * 0.05
+        else:
+            state[key] = torch.zeros(shape, dtype=dtype)
+    path = cache_root / "weights" / iw.CONVERTED_FILENAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    meta = {"sha256": iw.sha256_file(path), "has_logits": False}
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    return path

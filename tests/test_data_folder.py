@@ -69,9 +69,9 @@ def test_center_crop_keeps_the_middle(tmp_path):
 
 
 def test_grayscale_and_deterministic_split(folder, tmp_path):
-    a = make(folder, tmp_path, channels=1, seed=1, val_samples=5)
-    b = make(folder, tmp_path, channels=1, seed=1, val_samples=5)
-    c = make(folder, tmp_path, channels=1, seed=2, val_samples=5)
+    a = make(folder, tmp_path, channels=1, split_seed=1, val_samples=5)
+    b = make(folder, tmp_path, channels=1, split_seed=1, val_samples=5)
+    c = make(folder, tmp_path, channels=1, split_seed=2, val_samples=5)
     assert a.train_images().shape[1] == 1
     assert torch.equal(a.test_images(), b.test_images())
     assert not torch.equal(a.test_images(), c.test_images())
@@ -91,7 +91,7 @@ def test_two_folders_keep_separate_caches(folder, tmp_path):
     save_image(other / "x.png", striped(8, 8))
     save_image(other / "y.png", striped(8, 8))
     assert make(other, tmp_path, batch_size=1).cache_key != make(folder, tmp_path).cache_key
-    assert len(make(other, tmp_path, batch_size=1).train_images()) == 1
+    assert len(make(other, tmp_path, batch_size=1).train_images()) == 2  # a tenth of 2: none
     assert len(make(folder, tmp_path).train_images()) == 12
 
 
@@ -138,3 +138,56 @@ def test_folder_has_no_labels(folder, tmp_path):
         )
     assert not (tmp_path / "data" / "cache").exists()  # refused before decoding anything
     assert len(dm.train_images()) == 12  # images are still served
+
+
+def _rows(images: torch.Tensor) -> set[bytes]:
+    return {row.numpy().tobytes() for row in images}
+
+
+def _distinct_folder(root: Path, n: int) -> Path:
+    """n images that stay distinct after resizing to 8x8 (a different flat color each)."""
+    for i in range(n):
+        color = np.array([i % 256, (i * 7) % 256, 255 - i % 256], np.uint8)
+        save_image(root / f"{i:04d}.png", np.tile(color, (12, 12, 1)))
+    return root
+
+
+def test_held_out_split_is_fixed_by_the_data_config_alone(tmp_path):
+    """The held-out set depends on split_seed / held_out / held_out_fraction only: not on
+    val_samples (metrics.num_samples) nor on the training seed (the old data.seed), and it is
+    disjoint from the training images for every num_samples."""
+    root = _distinct_folder(tmp_path / "imgs", 200)
+    reference = make(root, tmp_path, val_samples=8)
+    held_out, train = reference.test_images(), reference.train_images()
+    assert len(held_out) == 20 and len(train) == 180  # a tenth of 200 (< held_out=10000)
+    assert len(_rows(held_out) | _rows(train)) == 200
+    for val_samples in (0, 1, 8, 20, 100, 10_000):
+        for legacy_seed in (None, 0, 3):
+            dm = make(root, tmp_path, val_samples=val_samples, seed=legacy_seed)
+            assert torch.equal(dm.test_images(), held_out)
+            assert torch.equal(dm.train_images(), train)
+            assert not _rows(dm.val_images()) & _rows(dm.train_images())
+            assert torch.equal(dm.val_images(), held_out[:val_samples])
+            assert dm.held_out_info() == reference.held_out_info()
+    other = make(root, tmp_path, split_seed=1)
+    assert not torch.equal(other.test_images(), held_out)
+    assert other.held_out_info()["sha256"] != reference.held_out_info()["sha256"]
+    assert len(make(root, tmp_path, held_out=5).test_images()) == 5
+    assert len(make(root, tmp_path, held_out_fraction=0.25).test_images()) == 50
+
+
+def test_held_out_order_is_random_so_any_prefix_is_a_random_subset(tmp_path):
+    """Validation compares the first val_samples held-out images: they must not all come from
+    the first files (e.g. the first class subfolder), so the held-out set is not file-sorted."""
+    root = _distinct_folder(tmp_path / "imgs", 200)
+    file_index = make(root, tmp_path, val_samples=10).val_images()[:, 0, 0, 0].tolist()
+    assert file_index != sorted(file_index) and max(file_index) > 40
+
+
+def test_bad_held_out_settings_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="data.held_out_fraction must be a number in"):
+        make(tmp_path, tmp_path, held_out_fraction=1.5)
+    with pytest.raises(UserError, match="data.split_seed must be"):
+        make(tmp_path, tmp_path, split_seed=-1)
+    with pytest.raises(UserError, match="data.held_out must be"):
+        make(tmp_path, tmp_path, held_out="many")

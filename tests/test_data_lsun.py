@@ -59,3 +59,14 @@ def test_corrupt_lmdb_names_the_file(tmp_path):
     dm = LSUNBedroomDataModule(str(tmp_path / "data"), mirrors=[str(tmp_path)])
     with pytest.raises(UserError, match="data.mdb"):
         dm.setup()
+
+
+def test_relative_data_dir_works_and_cwd_is_untouched(tmp_path, monkeypatch):
+    """The default ``data_dir`` is the relative ``data``: the lmdb must be found there, and
+    the working directory must neither change nor get torchvision's key cache."""
+    monkeypatch.chdir(tmp_path)
+    write_lsun_lmdb(tmp_path / "data", n=20)
+    before = set(os.listdir(tmp_path))
+    dm = LSUNBedroomDataModule("data", mirrors=[], image_size=16, max_images=100)
+    assert len(dm.train_images()) + len(dm.test_images()) == 20
+    assert os.getcwd() == str(tmp_path) and set(os.listdir(tmp_path)) == before

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import SHARED_DATA, train_short_run
+from conftest import REPO, SHARED_DATA, train_short_run
 
 from gan_lab.checkpoints import load_checkpoint, load_generator
 from gan_lab.errors import UserError
@@ -65,3 +66,95 @@ def test_eval_cli_missing_checkpoint_is_one_line(run_env, repo_root, tmp_path):
     )  # fmt: skip
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and "no checkpoint at" in lines[0]
+
+
+class _PoolExtractor(torch.nn.Module):
+    """A cheap stand-in for Inception on a folder: 2x2 average-pooled colors."""
+
+    has_logits, num_features, num_classes, identity = True, 12, 4, "pool-v1"
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = torch.nn.functional.adaptive_avg_pool2d(x.expand(-1, 3, -1, -1), 2).flatten(1)
+        return {"features": f, "logits": f[:, :4] * 10}
+
+
+def _rows(images: torch.Tensor) -> set[bytes]:
+    return {row.numpy().tobytes() for row in images}
+
+
+def test_eval_scores_fixed_held_out_images_that_training_never_used(tmp_path, monkeypatch):
+    """The old bug: training on a folder with metrics.num_samples=10 held out 10 images and
+    trained on the rest; gan_lab.eval (num_samples=10000) re-split the folder with a larger
+    held-out set, so 10 of its 20 "held-out" images were training images. Now eval takes the
+    fixed held-out set stored with the run, none of whose images training saw."""
+    import numpy as np
+    from conftest import compose_config
+    from fixtures_data import save_image
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    import gan_lab.eval as gan_eval
+    import gan_lab.metrics.validation as validation
+    from gan_lab.training import fit
+
+    root = tmp_path / "imgs"
+    for i in range(200):  # distinct flat colors: image i has red value i
+        color = np.array([i, (i * 7) % 256, 255 - i], np.uint8)
+        save_image(root / f"{i:04d}.png", np.tile(color, (40, 40, 1)))
+    monkeypatch.setattr(validation, "build_extractor", lambda name, **kw: _PoolExtractor())
+    monkeypatch.setattr(gan_eval, "build_extractor", lambda name, **kw: _PoolExtractor())
+    run_dir = tmp_path / "run"
+    cfg = compose_config(
+        ["data=folder", f"data.root={root}", "model=dcgan32", "data.image_size=32",
+         "data.batch_size=16", "metrics.extractors=[pool]", "metrics.num_samples=10",
+         "trainer=cpu", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
+         "logger=none", f"paths.data_dir={tmp_path}/data"],
+        run_dir,
+    )  # fmt: skip
+    summary = fit(cfg, run_dir)
+    assert summary["status"] == "completed" and summary["metrics_protocol"]["num_samples"] == 10
+    trained_on = _rows(instantiate(cfg.data).train_images())
+
+    seen: list[torch.Tensor] = []
+    real_outputs = gan_eval.cached_outputs
+
+    def spy(extractor, real, *args):
+        seen.append(real)
+        return real_outputs(extractor, real, *args)
+
+    monkeypatch.setattr(gan_eval, "cached_outputs", spy)
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        eval_cfg = compose("eval", overrides=[
+            f"ckpt_path={run_dir}", "metrics.extractors=[pool]", "device=cpu",
+            f"paths.data_dir={tmp_path}/data"])  # fmt: skip
+    result = gan_eval.evaluate(eval_cfg)
+    (real,) = seen
+    assert len(real) == 20 and len(trained_on) == 180  # the whole fixed held-out set: a tenth
+    assert not _rows(real) & trained_on
+    protocol = result["metrics_protocol"]
+    assert (protocol["num_samples"], protocol["num_samples_requested"]) == (20, 10_000)
+    assert protocol["label"] == "cheap (20 < 10000)"
+    trained_held_out = summary["metrics_protocol"]["held_out"]
+    assert protocol["held_out"]["sha256"] == trained_held_out["sha256"]
+    assert protocol["held_out"]["matches_training"] is True
+    assert trained_held_out["images"] == 20 and trained_held_out["split"].startswith("fixed")
+
+
+def test_held_out_check_flags_legacy_checkpoints_and_changed_data(tmp_path, caplog):
+    from types import SimpleNamespace
+
+    from gan_lab.eval import check_held_out
+
+    info = {"split": "fixed subset (...)", "images": 30, "sha256": "a" * 64}
+    folder = SimpleNamespace(held_out_info=lambda: info, has_official_test_split=False)
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    assert check_held_out(folder, {"split_seed": 0}, ckpt) == info  # no summary.json
+    with caplog.at_level(logging.WARNING, logger="gan_lab.eval"):
+        legacy = check_held_out(folder, {"seed": 3}, ckpt)
+    assert legacy["legacy_checkpoint"] and "predates the fixed held-out split" in caplog.text
+    protocol = {"metrics_protocol": {"held_out": {"sha256": "b" * 64}}}
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(protocol))
+    with caplog.at_level(logging.WARNING, logger="gan_lab.eval"):
+        changed = check_held_out(folder, {"split_seed": 0}, ckpt)
+    assert changed["matches_training"] is False and "the data changed since" in caplog.text

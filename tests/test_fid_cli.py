@@ -44,6 +44,23 @@ def test_folder_loading_and_errors(tmp_path):
         evaluate_sets("mnist:val", str(tmp_path / "a"))
 
 
+def test_sets_too_small_for_a_metric_are_one_line_errors(tmp_path, run_env, repo_root):
+    """Checked before any extractor is built: no Inception weights are needed to refuse."""
+    _structured_images(tmp_path / "one", 1, 0)
+    _structured_images(tmp_path / "five", 5, 1)
+    with pytest.raises(UserError, match=r"one has 1 image\(s\), too few for FID \(at least 2\)"):
+        evaluate_sets(str(tmp_path / "one"), str(tmp_path / "five"))
+    with pytest.raises(UserError, match=r"five has 5 image\(s\), too few for IS over 10 splits"):
+        evaluate_sets(str(tmp_path / "five"), str(tmp_path / "five"), score_is=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "gan_lab.fid", str(tmp_path / "five"), str(tmp_path / "one"),
+         "--kid"],
+        cwd=repo_root, env=run_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and "too few for FID" in lines[0]
+
+
 def test_cli_bad_argument_is_one_line(tmp_path, run_env, repo_root):
     proc = subprocess.run(
         [sys.executable, "-m", "gan_lab.fid", "nosuchset:test", str(tmp_path)],

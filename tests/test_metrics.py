@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +14,7 @@ from torchmetrics.image.inception import InceptionScore
 
 from gan_lab.data import MNISTDataModule
 from gan_lab.errors import UserError
-from gan_lab.metrics.compute import to_unit_images
+from gan_lab.metrics.compute import cached_outputs, to_unit_images
 from gan_lab.metrics.domain import (
     MIN_ACCURACY,
     DomainClassifier,
@@ -157,6 +159,8 @@ def test_inception_score_without_logits_is_reported_unavailable(tmp_path):
     ex.has_logits = False
     vm = ValidationMetrics({"inception": ex}, num_samples=100, stats_dir=None)
     assert [n for _, n, _, _ in vm.metrics] == ["fid_inception"]
+    assert vm.protocol()["label"] == "no images compared"  # nothing set up yet
+    vm.setup(*_fake_trainer(torch.zeros(100, 1, 8, 8, dtype=torch.uint8)), "fit")
     protocol = vm.protocol()
     assert "logits" in protocol["unavailable"]["is_inception"]
     assert protocol["label"].startswith("cheap") and protocol["monitor"] == "fid_inception"
@@ -178,3 +182,151 @@ def test_stale_or_damaged_classifier_is_refused(tmp_path):
     path.with_suffix(".json").write_text("{}")
     with pytest.raises(UserError, match="unreadable"):
         load_classifier(path)
+
+
+def _domain_extractor(seed: int) -> DomainExtractor:
+    torch.manual_seed(seed)
+    net = DomainClassifier(channels=1, image_size=8)
+    record = {"feature_dim": 128, "num_classes": 10, "arch_version": 1, "data_digest": "d" * 64}
+    return DomainExtractor(net, "mnist", record)
+
+
+def test_real_statistics_are_keyed_by_the_classifier_weights(tmp_path, monkeypatch):
+    """Same dataset, version and data digest but other weights (a retrained classifier, or
+    one trained elsewhere): another cache entry. The same weights in a new object: a hit."""
+    real = torch.randint(0, 256, (16, 1, 8, 8), dtype=torch.uint8)
+    first, other = _domain_extractor(0), _domain_extractor(1)
+    assert first.weights_sha256 != other.weights_sha256 and first.identity != other.identity
+    out_first = cached_outputs(first, real, tmp_path, "domain")
+    cached_outputs(other, real, tmp_path, "domain")
+    assert len(list(tmp_path.glob("domain-16-*.pt"))) == 2
+    same = _domain_extractor(0)
+    assert same.weights_sha256 == first.weights_sha256
+    monkeypatch.setattr(same, "forward", lambda x: pytest.fail("extractor ran on a cache hit"))
+    hit = cached_outputs(same, real, tmp_path, "domain")
+    assert torch.equal(hit["features"], out_first["features"])
+    assert len(list(tmp_path.glob("domain-16-*.pt"))) == 2
+
+
+def _tiny_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    images = torch.randint(0, 64, (n, 1, 8, 8), dtype=torch.uint8, generator=g)
+    images[torch.arange(n), 0, labels % 8, labels // 2] = 255  # a class-dependent pixel
+    return images, labels
+
+
+def test_classifier_training_is_seeded_privately(tmp_path):
+    """Same seed: bitwise the same classifier; the caller's global RNG stream is untouched."""
+    from gan_lab.metrics.digest import state_dict_sha256
+    from gan_lab.metrics.domain import train_classifier
+
+    (x, y), (xt, yt) = _tiny_digits(256, 0), _tiny_digits(64, 1)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a, rec_a = train_classifier("mnist", x, y, xt, yt, epochs=2, batch_size=32, seed=0)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    torch.manual_seed(999)  # another caller state must not change the result
+    b, rec_b = train_classifier("mnist", x, y, xt, yt, epochs=2, batch_size=32, seed=0)
+    assert state_dict_sha256(a) == state_dict_sha256(b)
+    assert rec_a["test_accuracy"] == rec_b["test_accuracy"]
+    c, _ = train_classifier("mnist", x, y, xt, yt, epochs=2, batch_size=32, seed=1)
+    assert state_dict_sha256(c) != state_dict_sha256(a)
+
+
+def test_classifier_file_is_one_unit(tmp_path):
+    """Weights and record live in the .pt; a stale or missing JSON copy is rewritten from it,
+    and weights that do not match their record's hash are refused."""
+    from gan_lab.metrics.domain import save_classifier
+
+    path = tmp_path / "mnist-8px-1ch-v2.pt"
+    torch.manual_seed(0)
+    model = DomainClassifier(1, 8)
+    record = {"dataset": "mnist", "image_size": 8, "channels": 1, "num_classes": 10,
+              "arch_version": 2, "feature_dim": 128, "data_digest": "abc"}  # fmt: skip
+    saved = save_classifier(model, record, path)
+    assert json.loads(path.with_suffix(".json").read_text()) == saved
+    # A crash after the weights and before the JSON: the JSON holds an older record.
+    path.with_suffix(".json").write_text(json.dumps({**saved, "test_accuracy": 0.1}))
+    loaded, got = load_classifier(path, data_digest="abc")
+    assert got == saved and json.loads(path.with_suffix(".json").read_text()) == saved
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in loaded.state_dict().items())
+    path.with_suffix(".json").unlink()
+    assert load_classifier(path)[1] == saved and path.with_suffix(".json").is_file()
+    with pytest.raises(UserError, match="trained on other data"):
+        load_classifier(path, data_digest="other")
+    # Other weights under the old record: refused, never paired silently.
+    other = DomainClassifier(1, 8).state_dict()
+    torch.save({"state_dict": other, "record": saved}, path)
+    with pytest.raises(UserError, match="damaged"):
+        load_classifier(path)
+    torch.save(model.state_dict(), path)  # the v1 layout: bare weights, record in the JSON
+    with pytest.raises(UserError, match="old or unknown format"):
+        load_classifier(path)
+
+
+def _fake_trainer(real: torch.Tensor) -> tuple[SimpleNamespace, SimpleNamespace]:
+    """The few Trainer / LightningModule attributes the callback reads."""
+    datamodule = SimpleNamespace(val_images=lambda: real)
+    trainer = SimpleNamespace(datamodule=datamodule, sanity_checking=False, is_global_zero=True)
+    module = SimpleNamespace(device=torch.device("cpu"), generator_steps=7,
+                             log=lambda *a, **k: None)  # fmt: skip
+    return trainer, module
+
+
+def test_protocol_records_the_counts_really_compared(caplog):
+    """num_samples=20 asked, 6 held-out images, 4 generated (e.g. limit_val_batches): the
+    protocol says 4 compared, warns once, labels it cheap, and KID's subset fits the data."""
+    g = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 256, (6, 1, 8, 8), dtype=torch.uint8, generator=g)
+    vm = ValidationMetrics({"tiny": _TinyExtractor()}, num_samples=20, kid=True,
+                           inception_score=True, is_splits=2, kid_subset_size=1000)  # fmt: skip
+    trainer, module = _fake_trainer(real)
+    with caplog.at_level(logging.WARNING, logger="gan_lab.metrics"):
+        vm.setup(trainer, module, "fit")
+        vm.setup(trainer, module, "validate")  # the final validation sets up again
+    warnings = [r for r in caplog.records if "metrics.num_samples=20" in r.getMessage()]
+    assert len(warnings) == 1 and "only 6 images" in warnings[0].getMessage()
+    before = vm.protocol()
+    assert (before["num_samples"], before["num_real"], before["kid_subset_size"]) == (6, 6, 6)
+    vm.on_validation_epoch_start(trainer, module)
+    vm.on_validation_batch_end(trainer, module, torch.rand(4, 1, 8, 8) * 2 - 1, None, 0)
+    vm.on_validation_epoch_end(trainer, module)
+    protocol = vm.protocol()
+    assert protocol["num_samples"] == 4 and protocol["num_samples_requested"] == 20
+    assert (protocol["num_real"], protocol["num_generated"]) == (6, 4)
+    assert protocol["label"] == "cheap (4 < 10000)" and protocol["kid_subset_size"] == 4
+    assert set(vm.last_results) == {"fid_tiny", "kid_tiny_mean", "kid_tiny_std", "is_tiny_mean",
+                                    "is_tiny_std"}  # fmt: skip
+
+
+def test_sound_label_needs_ten_thousand_compared_images():
+    from gan_lab.metrics.protocol import SOUND_NUM_SAMPLES, label
+
+    assert label(SOUND_NUM_SAMPLES) == "sound" and label(9_999).startswith("cheap")
+
+
+@pytest.mark.parametrize(
+    "held_out,kwargs,fragment",
+    [
+        (1, {}, "held-out set used for validation has 1 image(s), too few for FID"),
+        (1, {"fid": False, "kid": True, "inception_score": False}, "too few for KID"),
+        (5, {"is_splits": 10}, "generated set has 5 image(s), too few for IS over 10 splits"),
+    ],
+)
+def test_held_out_set_too_small_for_a_metric_is_one_line(held_out, kwargs, fragment):
+    real = torch.zeros(held_out, 1, 8, 8, dtype=torch.uint8)
+    vm = ValidationMetrics({"tiny": _TinyExtractor()}, num_samples=100, **kwargs)
+    with pytest.raises(UserError) as info:
+        vm.setup(*_fake_trainer(real), "fit")
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_auto_extractors_pick_domain_where_a_classifier_exists():
+    from gan_lab.metrics.extractors import resolve_extractors
+
+    for name, want in [("mnist", "domain"), ("fashion_mnist", "domain"), ("cifar10", "domain"),
+                       ("folder", "inception"), ("lsun_bedroom", "inception")]:  # fmt: skip
+        assert resolve_extractors("auto", SimpleNamespace(name=name)) == [want]
+    assert resolve_extractors(["domain", "inception"]) == ["domain", "inception"]
+    assert resolve_extractors("inception") == ["inception"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -44,6 +45,71 @@ def test_smoke_run_writes_summary_grids_checkpoints_and_offline_wandb(run_env, r
     assert logged["final/fid_domain"] == pytest.approx(summary["metrics"]["fid_domain"])
     # The W&B run id is the run directory's (what resume=<run dir> continues).
     assert offline[0].name.endswith((run_dir / "wandb_run_id").read_text().strip())
+
+
+@pytest.mark.slow
+def test_readme_folder_example_runs_with_default_metrics(run_env, repo_root, tmp_path):
+    """README: `python -m gan_lab.train data=folder data.root=<folder> model=dcgan64` with the
+    default metrics (extractors=auto: Inception for a folder, which has no domain classifier).
+    Offline: random Inception weights sit where the registry fallback leaves its file."""
+    import numpy as np
+    from fixtures_data import install_offline_inception, save_image
+
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        save_image(tmp_path / "imgs" / f"{i:03d}.png", rng.integers(0, 256, (48, 56, 3), np.uint8))
+    env = {**run_env, "GAN_LAB_CACHE": str(tmp_path / "cache"), "TORCH_HOME": str(tmp_path / "th")}
+    install_offline_inception(tmp_path / "cache")
+    run_dir = tmp_path / "run"
+    proc = run_train(
+        ["data=folder", f"data.root={tmp_path / 'imgs'}", "model=dcgan64",
+         # a few steps, few samples, no W&B: the README command's defaults otherwise
+         "trainer=cpu", "trainer.max_steps=2", "data.batch_size=32", "metrics.num_samples=50",
+         "logger=none", f"hydra.run.dir={run_dir}"],
+        env, repo_root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    protocol = summary["metrics_protocol"]
+    assert summary["status"] == "completed" and protocol["monitor"] == "fid_inception"
+    assert list(protocol["extractors"]) == ["inception"]
+    # 300 images: a fixed tenth (30) held out, all of them compared (50 were asked for).
+    assert (protocol["num_samples"], protocol["num_samples_requested"]) == (30, 50)
+    assert protocol["held_out"]["images"] == 30 and protocol["label"] == "cheap (30 < 10000)"
+    assert math.isfinite(summary["metrics"]["fid_inception"])  # random weights: meaningless
+    assert "logits" in protocol["unavailable"]["is_inception"]
+
+
+def _generator_weights(run_dir: Path) -> dict:
+    import torch
+
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return {k: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
+
+
+@pytest.mark.slow
+def test_empty_and_warm_classifier_cache_give_identical_runs(run_env, repo_root, tmp_path):
+    """The first run trains the MNIST domain classifier inside the run (empty GAN_LAB_CACHE),
+    the second loads it: the same config must give the same generator and the same metrics."""
+    import torch
+
+    env = {**run_env, "GAN_LAB_CACHE": str(tmp_path / "cache")}
+    args = ["experiment=smoke", "trainer=cpu", "logger=none", "metrics.num_samples=256"]
+    summaries, weights = [], []
+    for name in ("cold", "warm"):
+        run_dir = tmp_path / name
+        proc = run_train([*args, f"hydra.run.dir={run_dir}"], env, repo_root, timeout=1200)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        summaries.append(json.loads((run_dir / "summary.json").read_text()))
+        weights.append(_generator_weights(run_dir))
+        if name == "cold":  # the classifier was trained by this run, into the fresh cache
+            assert list((tmp_path / "cache" / "evaluators").glob("mnist-*.pt"))
+    cold, warm = summaries
+    assert cold["status"] == warm["status"] == "completed"
+    assert cold["metrics"] == warm["metrics"] and cold["metrics"]["fid_domain"] > 0
+    assert cold["metrics_protocol"] == warm["metrics_protocol"]
+    assert weights[0].keys() == weights[1].keys() and weights[0]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def _assert_one_line_error(proc, *fragments: str) -> None:

@@ -8,6 +8,7 @@ is read by its real loader and trained on by the real ``gan_lab.training.fit``.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,28 @@ def test_image_folder_trains_at_64px(tmp_path):
         tmp_path,
     )  # fmt: skip
     _check(summary, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_num_samples_beyond_the_held_out_set_is_recorded(tmp_path, caplog, session_data_dir):
+    """metrics.num_samples=20000 on MNIST (10,000 test images): 10,000 compared, and said so."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip("no shared data mirror")
+    run_dir = tmp_path / "run"
+    cfg = compose_config(
+        ["logger=none", "trainer=cpu", "trainer.max_steps=2", "trainer.enable_progress_bar=false",
+         "data.batch_size=32", "metrics.num_samples=20000", f"paths.data_dir={session_data_dir}",
+         f"paths.data_mirrors={SHARED_DATA}"],
+        run_dir,
+    )  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="gan_lab.metrics"):
+        summary = fit(cfg, run_dir)
+    protocol = summary["metrics_protocol"]
+    assert protocol["num_samples"] == protocol["num_real"] == protocol["num_generated"] == 10_000
+    assert protocol["num_samples_requested"] == 20_000 and protocol["label"] == "sound"
+    warned = [r for r in caplog.records if "metrics.num_samples=20000" in r.getMessage()]
+    assert len(warned) == 1 and "only 10000 images" in warned[0].getMessage()
+    assert summary["metrics"]["fid_domain"] > 0
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ fetch, verify and decode their files; this class owns the order, the cache and t
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 import time
@@ -67,6 +68,9 @@ class InMemoryImageDataModule(L.LightningDataModule):
     # The size and channels a datamodule serves when the caller gives none.
     default_image_size: ClassVar[int] = 28
     default_channels: ClassVar[int] = 1
+    # False for datasets without an official test split, whose held-out set is a fixed subset
+    # chosen by split_seed (folder.held_out_split).
+    has_official_test_split: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -78,9 +82,18 @@ class InMemoryImageDataModule(L.LightningDataModule):
         val_samples: int = 1000,
         download: bool = True,
         registry: bool = True,
-        seed: int = 0,
+        seed: int | None = None,
         num_workers: int = 0,
+        split_seed: int = 0,
+        held_out: int = 10_000,
+        held_out_fraction: float = 0.1,
     ) -> None:
+        """``val_samples``: how many held-out images validation compares (the first ones of
+        test_images()); it never changes which images are held out. ``split_seed``,
+        ``held_out`` and ``held_out_fraction`` fix the held-out subset of datasets without an
+        official test split (see :func:`gan_lab.data.folder.held_out_split`). ``seed`` is
+        ignored: data configs stored in checkpoints from before ``split_seed`` carry it (the
+        training seed, which used to pick the held-out subset)."""
         super().__init__()
         if data_dir is None or not str(data_dir).strip():
             raise UserError("data.data_dir is empty; set it to a writable folder (e.g. data)")
@@ -95,7 +108,17 @@ class InMemoryImageDataModule(L.LightningDataModule):
             raise UserError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
         self.val_samples = _check_int("val_samples", val_samples, 0)
         self.num_workers = _check_int("num_workers", num_workers, 0)
-        self.seed = _check_int("seed", seed, 0)
+        self.split_seed = _check_int("split_seed", split_seed, 0)
+        self.held_out = _check_int("held_out", held_out, 0)
+        fraction_ok = isinstance(held_out_fraction, (int, float)) and not isinstance(
+            held_out_fraction, bool
+        )
+        if not fraction_ok or not 0 <= held_out_fraction < 1:
+            raise UserError(
+                f"data.held_out_fraction must be a number in [0, 1), got {held_out_fraction!r}"
+            )
+        self.held_out_fraction = float(held_out_fraction)
+        self._held_out_sha256: str | None = None
         self.download = bool(download)
         self.registry = bool(registry)
         self._train: torch.Tensor | None = None
@@ -365,6 +388,21 @@ class InMemoryImageDataModule(L.LightningDataModule):
     def val_images(self) -> torch.Tensor:
         """The held-out images validation uses: the first ``val_samples`` of test_images()."""
         return self.test_images()[: self.val_samples]
+
+    def held_out_info(self) -> dict[str, Any]:
+        """What the held-out set is, for a run's records: how it was chosen, its size and the
+        sha256 of its images (in order), so two runs or an eval can show they used the same."""
+        if self._held_out_sha256 is None:  # hashed once: up to 10,000 images
+            images = self.test_images().contiguous()
+            self._held_out_sha256 = hashlib.sha256(images.numpy().tobytes()).hexdigest()
+        if self.has_official_test_split:
+            split = "official test split"
+        else:
+            split = (
+                f"fixed subset (split_seed={self.split_seed}, held_out={self.held_out}, "
+                f"held_out_fraction={self.held_out_fraction})"
+            )
+        return {"split": split, "images": len(self.test_images()), "sha256": self._held_out_sha256}
 
     def _loader(self, images: torch.Tensor, train: bool) -> DataLoader:
         dataset = TensorImageDataset(images)

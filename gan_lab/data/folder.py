@@ -1,16 +1,17 @@
 """Any folder of images, resized (shorter side) and center-cropped to ``image_size``.
 
-Files are found recursively and sorted, so the dataset and its seeded train/held-out split
-are the same on every machine. Unreadable files are skipped with a warning (one bad
-download should not stop training on 100k good images), but a folder with no readable image
-is an error. The cache is keyed by the folder's path and invalidated when any file's path,
-size or mtime changes.
+Files are found recursively and sorted, so the dataset and its fixed train/held-out split
+(:func:`held_out_split`) are the same on every machine and in every run. Unreadable files are
+skipped with a warning (one bad download should not stop training on 100k good images), but a
+folder with no readable image is an error. The cache is keyed by the folder's path and
+invalidated when any file's path, size or mtime changes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -40,24 +41,31 @@ def scan_images(root: Path) -> list[Path]:
     )
 
 
+def held_out_size(num_images: int, held_out: int, fraction: float) -> int:
+    """``min(held_out, floor(fraction * num_images))``: e.g. 10,000 of LSUN's 200,000 images,
+    30 of a folder of 300 (the cap keeps most of a small folder for training)."""
+    return min(held_out, math.floor(num_images * fraction + 1e-9))
+
+
 def held_out_split(
-    everything: torch.Tensor, val_samples: int, seed: int, what: str
+    everything: torch.Tensor, held_out: int, fraction: float, split_seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, held-out): a held-out subset chosen by ``seed``, ``val_samples`` images at most
-    a tenth of them, for datasets without an official test split."""
-    n = len(everything)
-    if n < 2:
-        log.warning("%s has one image: it is both train and held-out", what)
-        return everything, everything
-    n_val = max(1, min(val_samples, n // 10)) if val_samples else 0
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    held_out = perm[:n_val].sort().values
-    train = perm[n_val:].sort().values
-    return everything[train], everything[held_out]
+    """(train, held-out) for datasets without an official test split: disjoint, and fixed by
+    the data config alone (``split_seed``, ``held_out``, ``fraction``; see
+    :func:`held_out_size`), never by the training seed or by ``metrics.num_samples``.
+
+    Validation and ``gan_lab.eval`` compare the first N held-out images; they come in the
+    seeded permutation's order, so any first N are a uniform random subset of the folder
+    (sorted file order would favour its first subfolders).
+    """
+    n_held = held_out_size(len(everything), held_out, fraction)
+    perm = torch.randperm(len(everything), generator=torch.Generator().manual_seed(split_seed))
+    train = perm[n_held:].sort().values  # file order: the loader shuffles anyway
+    return everything[train], everything[perm[:n_held]]
 
 
 class ImageFolderDataModule(InMemoryImageDataModule):
-    """Images of one folder; a seeded held-out subset plays the role of a test split.
+    """Images of one folder; a fixed held-out subset plays the role of a test split.
 
     ``mirrors``, ``download`` and ``registry`` are accepted (so configs can swap datasets)
     and unused: the folder is the only source.
@@ -68,6 +76,7 @@ class ImageFolderDataModule(InMemoryImageDataModule):
 
     default_image_size: ClassVar[int] = 64
     default_channels: ClassVar[int] = 3
+    has_official_test_split: ClassVar[bool] = False
 
     def __init__(self, root: str, data_dir: str, **kwargs: Any) -> None:
         """``root`` is the image folder; ``kwargs`` are InMemoryImageDataModule's."""
@@ -127,9 +136,7 @@ class ImageFolderDataModule(InMemoryImageDataModule):
         return Loaded(digest=source.signature(), images={"all": out[ok]}, info=info)
 
     def split_images(self, images: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return held_out_split(
-            images["all"], self.val_samples, self.seed, f"{self.title} {self.root}"
-        )
+        return held_out_split(images["all"], self.held_out, self.held_out_fraction, self.split_seed)
 
     def how_to_provide(self) -> str:
         return "setting data.root to an existing folder of jpg/jpeg/png/bmp/webp images"

@@ -1,19 +1,18 @@
-"""LSUN bedrooms: the official lmdb (``bedroom_train_lmdb/``) read through torchvision.
+"""LSUN bedrooms: the official lmdb (``bedroom_train_lmdb/``), read with the lmdb package.
 
 The full set is about 3 million images; ``max_images`` (default 200,000, 2.4 GB as 64x64
 uint8) bounds how many are decoded into the in-memory cache, taken in the lmdb's key order.
-A seeded held-out subset plays the test split (LSUN's own validation set has 300 images,
-too few for FID). There is no torchvision download and no registry copy: get the lmdb with
+A fixed held-out subset (``data.split_seed``, ``data.held_out``: 10,000 of the default
+200,000 images) plays the test split (LSUN's own validation set has 300 images, too few for
+FID). There is no torchvision download and no registry copy: get the lmdb with
 LSUN's download script (github.com/fyu/lsun) into data_dir or a mirror folder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import itertools
 import logging
-import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
@@ -31,19 +30,6 @@ from gan_lab.errors import UserError
 log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def _working_dir(path: Path) -> Iterator[None]:
-    """torchvision's LSUNClass pickles its key list into ``./_cache_<letters of the path>``:
-    run it in a scratch folder so neither the user's folder gets that file nor a stale one
-    from another lmdb at the same path is read back."""
-    previous = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
-
-
 class LSUNBedroomDataModule(InMemoryImageDataModule):
     """LSUN bedroom_train, the first ``max_images`` images, resized and center-cropped."""
 
@@ -53,6 +39,7 @@ class LSUNBedroomDataModule(InMemoryImageDataModule):
 
     default_image_size: ClassVar[int] = 64
     default_channels: ClassVar[int] = 3
+    has_official_test_split: ClassVar[bool] = False
 
     def __init__(self, data_dir: str, max_images: int = 200_000, **kwargs: Any) -> None:
         """``max_images``: how many lmdb records to decode; ``kwargs`` are the base class's."""
@@ -77,27 +64,40 @@ class LSUNBedroomDataModule(InMemoryImageDataModule):
         # on every run would cost minutes for no gain.
         return hashlib.sha256(f"{source.signature()}|{self.max_images}".encode()).hexdigest()
 
-    def _open(self, source: Source, scratch: Path):
-        from torchvision.datasets import LSUN
+    def _keys(self, source: Source) -> tuple[Any, list[bytes], int]:
+        """(open lmdb env, the first ``max_images`` keys in key order, total records).
 
+        The lmdb is read directly, as torchvision's LSUNClass does (same options, same key
+        order), rather than through LSUNClass: that pickles its key list into
+        ``./_cache_<path letters>`` in the working directory, which would need a chdir (and a
+        chdir breaks every relative path, such as the default ``data_dir``).
+        """
         try:
-            with _working_dir(scratch):
-                return LSUN(str(source.location.parent), classes=["bedroom_train"])
+            import lmdb
         except ImportError as err:
             raise UserError("LSUN needs the lmdb package: pip install lmdb") from err
+        path = source.location.resolve()
+        try:
+            env = lmdb.open(str(path), max_readers=1, readonly=True, lock=False,
+                            readahead=False, meminit=False)  # fmt: skip
+            with env.begin(write=False) as txn:
+                total = txn.stat()["entries"]
+                cursor = txn.cursor().iternext(keys=True, values=False)
+                keys = list(itertools.islice(cursor, self.max_images))
         except Exception as err:
             problem = f"not a readable lmdb ({one_line(err)})"
             raise self.bad_file(source.files["data"], problem) from err
+        return env, keys, total
 
     def load_source(self, source: Source, scratch: Path) -> Loaded:
-        dataset = self._open(source, scratch).dbs[0]
-        n = min(len(dataset), self.max_images)
+        env, keys, total = self._keys(source)
+        n = len(keys)
         out = torch.empty((n, self.channels, self.image_size, self.image_size), dtype=torch.uint8)
         ok = torch.zeros(n, dtype=torch.bool)
 
         def work(i: int) -> None:
-            with dataset.env.begin(write=False) as txn:
-                blob = txn.get(dataset.keys[i])
+            with env.begin(write=False) as txn:
+                blob = txn.get(keys[i])
             try:
                 out[i] = fit_image(decode_bytes(blob, self.channels), self.image_size,
                                    self.channels)  # fmt: skip
@@ -105,17 +105,20 @@ class LSUNBedroomDataModule(InMemoryImageDataModule):
             except Exception:  # a damaged record is skipped, like a bad file in a folder
                 pass
 
-        with quiet_image_io(), ThreadPoolExecutor() as pool:
-            list(pool.map(work, range(n)))
+        try:
+            with quiet_image_io(), ThreadPoolExecutor() as pool:
+                list(pool.map(work, range(n)))
+        finally:
+            env.close()
         if not ok.any():
             raise self.bad_file(source.files["data"], "none of its records decodes as an image")
         if not ok.all():
             log.warning("%s: skipped %d undecodable records", self.title, int((~ok).sum()))
         digest = self.source_digest(source, scratch)
-        return Loaded(digest=digest, images={"all": out[ok]}, info={"records": len(dataset)})
+        return Loaded(digest=digest, images={"all": out[ok]}, info={"records": total})
 
     def split_images(self, images: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return held_out_split(images["all"], self.val_samples, self.seed, self.title)
+        return held_out_split(images["all"], self.held_out, self.held_out_fraction, self.split_seed)
 
     def how_to_provide(self) -> str:
         return (

@@ -21,6 +21,8 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from gan_lab.io import atomic_write
+from gan_lab.metrics.digest import extractor_weights_sha256
+from gan_lab.metrics.protocol import kid_subset
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +79,18 @@ def fid_score(real: torch.Tensor, fake: torch.Tensor) -> float:
 
 
 def kid_score(
-    real: torch.Tensor, fake: torch.Tensor, subset_size: int = 1000
+    real: torch.Tensor, fake: torch.Tensor, subset_size: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """torchmetrics KID (mean, std over 100 subsets) between two feature sets."""
-    subset = max(2, min(subset_size, len(real), len(fake)))
+    """torchmetrics KID (mean, std over 100 subsets) between two feature sets; the subset
+    size is ``subset_size`` or, if smaller, the size of either set."""
+    subset = kid_subset(subset_size, len(real), len(fake))
     metric = KernelInceptionDistance(Passthrough(real.size(1)), subset_size=subset)
     metric.update(real, real=True)
     metric.update(fake, real=False)
-    mean, std = metric.compute()
+    # KID draws its subsets from the global generator: seeded here, the caller's restored.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
     return float(mean), float(std)
 
 
@@ -134,14 +140,15 @@ def cached_outputs(
 ) -> dict[str, torch.Tensor]:
     """``extract`` over uint8 ``real`` images, cached in ``stats_dir`` (None: no cache).
 
-    The key is the extractor's identity (weights hash, or classifier version and data digest)
-    and a sha256 of the images themselves, so any change of data or weights misses and a hit
-    is exact. A damaged entry is recomputed, never trusted.
+    The key is the extractor's identity, the full sha256 of its weights (the weights file's,
+    or its state dict's) and a sha256 of the images themselves, so any change of data or
+    weights misses and a hit is exact. A damaged entry is recomputed, never trusted.
     """
     path = None
     if stats_dir is not None:
         content = hashlib.sha256(real.contiguous().numpy().tobytes()).hexdigest()
-        ident = f"{extractor.identity}|{tuple(real.shape)}|{content}"
+        weights = extractor_weights_sha256(extractor)
+        ident = f"{extractor.identity}|weights={weights}|{tuple(real.shape)}|{content}"
         digest = hashlib.sha256(ident.encode()).hexdigest()[:20]
         path = Path(stats_dir) / f"{name}-{len(real)}-{digest}.pt"
         if path.is_file():

@@ -8,8 +8,17 @@ validation epoch.
 
 A classifier is trained once per (dataset, image size, channels, data digest) by
 ``python -m gan_lab.evaluators train data=<name>`` (or on first use), and cached as
-``<cache>/evaluators/<dataset>-<size>px-<C>ch-v<ARCH_VERSION>.pt`` with a JSON sidecar holding
-its held-out accuracy and the data digest it was trained on; a changed dataset retrains it.
+``<cache>/evaluators/<dataset>-<size>px-<C>ch-v<ARCH_VERSION>.pt``: one file holding its
+weights and its record (held-out accuracy, the data digest it was trained on, the sha256 of
+the weights). The JSON sidecar beside it is a copy of the record for people and
+``gan_lab.evaluators list``, written after the weights and rewritten from them when it is
+missing or disagrees, so a crash between the two writes cannot pair weights with another
+record. A changed dataset retrains it.
+
+Training is a pure function of its inputs and seed: shuffling and augmentation draw from a
+private ``torch.Generator``, and weight initialisation and dropout (which can only use the
+global generator) run inside ``torch.random.fork_rng``, so the caller's random stream is the
+same whether the classifier was trained in this process (empty cache) or loaded (warm cache).
 """
 
 from __future__ import annotations
@@ -28,11 +37,13 @@ from torch import nn
 
 from gan_lab.errors import UserError
 from gan_lab.io import atomic_write
+from gan_lab.metrics.digest import state_dict_sha256
 
 log = logging.getLogger(__name__)
 
 # Bump when the network or its training recipe changes: old cached classifiers are retrained.
-ARCH_VERSION = 1
+# v2: private generator for shuffling/augmentation; weights and record saved in one file.
+ARCH_VERSION = 2
 FEATURE_DIM = 128
 # Held-out accuracy a classifier must reach before its features are trusted for metrics.
 MIN_ACCURACY = {"mnist": 0.99, "fashion_mnist": 0.90, "cifar10": 0.65}
@@ -101,12 +112,12 @@ def _to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
-def _augment(x: torch.Tensor, dataset: str) -> torch.Tensor:
+def _augment(x: torch.Tensor, dataset: str, generator: torch.Generator) -> torch.Tensor:
     """Random shifts of up to 2 px (and flips for CIFAR-10): cheap, and worth ~0.3 % accuracy."""
     pad = F.pad(x, (2, 2, 2, 2), mode="replicate")
-    i, j = torch.randint(0, 5, (2,)).tolist()
+    i, j = torch.randint(0, 5, (2,), generator=generator).tolist()
     x = pad[:, :, i : i + x.size(2), j : j + x.size(3)]
-    if dataset == "cifar10" and torch.rand(()) < 0.5:
+    if dataset == "cifar10" and torch.rand((), generator=generator) < 0.5:
         x = x.flip(3)
     return x
 
@@ -132,8 +143,29 @@ def train_classifier(
     batch_size: int = 128,
     seed: int = 0,
 ) -> tuple[DomainClassifier, dict[str, Any]]:
-    """Train the domain classifier on uint8 images; returns it and its record (accuracy, ...)."""
-    torch.manual_seed(seed)
+    """Train the domain classifier on uint8 images; returns it and its record (accuracy, ...).
+
+    Deterministic for a given ``seed``, and leaves the caller's global random state untouched.
+    """
+    # Weight init and dropout can only draw from the global generator: seed it inside a fork,
+    # which restores the caller's state afterwards. Everything else uses a private generator.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        return _train(dataset, train_images, train_labels, test_images, test_labels,
+                      epochs, batch_size, generator)  # fmt: skip
+
+
+def _train(
+    dataset: str,
+    train_images: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    epochs: int | None,
+    batch_size: int,
+    generator: torch.Generator,
+) -> tuple[DomainClassifier, dict[str, Any]]:
     epochs = epochs if epochs is not None else EPOCHS.get(dataset, 5)
     _, channels, size, _ = train_images.shape
     num_classes = int(train_labels.max()) + 1
@@ -144,10 +176,10 @@ def train_classifier(
     start = time.perf_counter()
     for epoch in range(epochs):
         model.train()
-        order = torch.randperm(len(train_images))
+        order = torch.randperm(len(train_images), generator=generator)
         for b in range(len(train_images) // batch_size):
             idx = order[b * batch_size : (b + 1) * batch_size]
-            x = _augment(_to_unit(train_images[idx]), dataset)
+            x = _augment(_to_unit(train_images[idx]), dataset, generator)
             loss = F.cross_entropy(model(x), train_labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -172,32 +204,64 @@ def train_classifier(
     return model.eval(), record
 
 
-def save_classifier(model: DomainClassifier, record: dict[str, Any], path: Path) -> None:
-    """Weights to ``path`` and the record to ``path.json``, each written atomically."""
+def save_classifier(model: DomainClassifier, record: dict[str, Any], path: Path) -> dict:
+    """Weights and record (with the weights' sha256) to ``path`` in one atomic write; then the
+    record's JSON copy beside it. Returns the record as saved."""
+    state = model.state_dict()
+    record = {**record, "weights_sha256": state_dict_sha256(state)}
+    atomic_write(path, lambda f: torch.save({"state_dict": state, "record": record}, f))
+    _write_sidecar(path, record)
+    return record
+
+
+def _write_sidecar(path: Path, record: dict[str, Any]) -> None:
     blob = json.dumps(record, indent=1).encode()
-    atomic_write(path, lambda f: torch.save(model.state_dict(), f))
     atomic_write(path.with_suffix(".json"), lambda f: f.write(blob))
 
 
-def load_classifier(path: Path, data_digest: str | None = None) -> tuple[DomainClassifier, dict]:
-    """A cached classifier; UserError if absent, unreadable, or trained on other data."""
-    sidecar = path.with_suffix(".json")
+def read_classifier_file(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(state dict, record) of a cached classifier, its weights checked against the sha256 in
+    its record; UserError if absent, unreadable, of an old format, or damaged."""
+    how = "train it with `python -m gan_lab.evaluators train data=<dataset>`"
     try:
-        record = json.loads(sidecar.read_text())
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise UserError(
-            f"no domain classifier at {path}; train it with "
-            f"`python -m gan_lab.evaluators train data=<dataset>`"
-        ) from None
+        raise UserError(f"no domain classifier at {path}; {how}") from None
     except Exception as err:
         raise UserError(
-            f"domain classifier {path} is unreadable ({type(err).__name__}); delete it and "
-            f"train it again with `python -m gan_lab.evaluators train data=<dataset>`"
+            f"domain classifier {path} is unreadable ({type(err).__name__}); delete it and {how}"
         ) from None
+    if not (isinstance(blob, dict) and {"state_dict", "record"} <= blob.keys()):
+        raise UserError(f"domain classifier {path} has an old or unknown format; {how}")
+    state, record = blob["state_dict"], blob["record"]
+    if record.get("weights_sha256") != state_dict_sha256(state):
+        raise UserError(f"domain classifier {path} is damaged (weights hash mismatch); {how}")
+    return state, record
+
+
+def load_classifier(path: Path, data_digest: str | None = None) -> tuple[DomainClassifier, dict]:
+    """A cached classifier; UserError if absent, unreadable, damaged, or trained on other data.
+
+    The record comes from the weights file itself; a missing or disagreeing JSON copy is
+    rewritten from it.
+    """
+    state, record = read_classifier_file(path)
     if data_digest is not None and record.get("data_digest") != data_digest:
         raise UserError(f"domain classifier {path} was trained on other data; retrain it")
-    model = DomainClassifier(record["channels"], record["image_size"], record["num_classes"])
+    sidecar = path.with_suffix(".json")
+    try:
+        stale = json.loads(sidecar.read_text()) != record
+    except (OSError, ValueError):
+        stale = True
+    if stale:
+        log.info("rewriting %s from the record inside %s", sidecar.name, path.name)
+        try:
+            _write_sidecar(path, record)
+        except OSError as err:  # the JSON is a copy for people: a read-only cache still works
+            log.warning("could not rewrite %s: %s", sidecar, err)
+    # Building the network draws initial weights from the global generator: not the caller's.
+    with torch.random.fork_rng(devices=[]):
+        model = DomainClassifier(record["channels"], record["image_size"], record["num_classes"])
     model.load_state_dict(state)
     return model.eval(), record
 
@@ -213,7 +277,7 @@ def ensure_classifier(datamodule: Any, root: Path | None = None) -> tuple[Domain
     if name not in MIN_ACCURACY:
         raise UserError(
             f"no domain classifier for {name!r} (it has no class labels); use "
-            f"metrics.extractors=[inception] or a dataset among {sorted(MIN_ACCURACY)}"
+            f"metrics.extractors=auto or [inception], or a dataset among {sorted(MIN_ACCURACY)}"
         )
     digest = datamodule.data_digest()
     path = classifier_path(name, datamodule.image_size, datamodule.channels, root)
@@ -237,6 +301,6 @@ def ensure_classifier(datamodule: Any, root: Path | None = None) -> tuple[Domain
             f"the {name} domain classifier reached only {record['test_accuracy']:.4f} test "
             f"accuracy (< {floor}); its features would not make a trustworthy metric"
         )
-    save_classifier(model, record, path)
+    record = save_classifier(model, record, path)
     log.info("%s domain classifier: test accuracy %.4f", name, record["test_accuracy"])
     return model, record

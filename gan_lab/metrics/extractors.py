@@ -9,12 +9,14 @@ through each network once however many metrics read it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
 from gan_lab.errors import UserError
+from gan_lab.metrics.digest import state_dict_sha256
 
 
 class InceptionExtractor(nn.Module):
@@ -43,6 +45,9 @@ class InceptionExtractor(nn.Module):
         self.name = "inception"
         self.num_features = 2048
         self.num_classes = 1008
+        # The sha256 of the weights file itself (checked against its pinned or recorded hash
+        # when it was resolved): part of every cache key built on these features.
+        self.weights_sha256 = weights.sha256
         self.identity = f"inception-{weights.sha256[:16]}"
 
     @torch.no_grad()
@@ -60,7 +65,12 @@ class InceptionExtractor(nn.Module):
 
 
 class DomainExtractor(nn.Module):
-    """A dataset's own classifier: 128-d penultimate features and class logits."""
+    """A dataset's own classifier: 128-d penultimate features and class logits.
+
+    Its identity names the architecture version and training-data digest, and the sha256 of
+    the classifier's weights themselves (hashed once, here): a retrained classifier, or one
+    trained on another machine, never reuses statistics cached with another one.
+    """
 
     def __init__(self, classifier: nn.Module, dataset: str, record: dict[str, Any]) -> None:
         super().__init__()
@@ -70,12 +80,32 @@ class DomainExtractor(nn.Module):
         self.num_features = record["feature_dim"]
         self.num_classes = record["num_classes"]
         self.record = record
-        self.identity = f"domain-{dataset}-v{record['arch_version']}-{record['data_digest'][:12]}"
+        self.weights_sha256 = state_dict_sha256(classifier)
+        self.identity = (
+            f"domain-{dataset}-v{record['arch_version']}-{record['data_digest'][:12]}"
+            f"-w{self.weights_sha256[:12]}"
+        )
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         features = self.net.features(images)
         return {"features": features, "logits": self.net.classify(features)}
+
+
+def resolve_extractors(names: str | Sequence[str], datamodule: Any = None) -> list[str]:
+    """The extractor names to build. ``auto``: ``domain`` for a dataset with a domain
+    classifier (class labels: mnist, fashion_mnist, cifar10), ``inception`` otherwise (an image
+    folder, LSUN): the fast, meaningful one where it exists, one that works everywhere else."""
+    if isinstance(names, str):
+        if names != "auto":
+            return [names]
+        from gan_lab.metrics.domain import MIN_ACCURACY
+
+        has_classifier = (
+            datamodule is not None and getattr(datamodule, "name", None) in MIN_ACCURACY
+        )
+        return ["domain" if has_classifier else "inception"]
+    return list(names)
 
 
 def build_extractor(

@@ -5,9 +5,9 @@ module's checkpoints nor in its optimizers.
 
 Real statistics are computed once per run, from ``datamodule.val_images()`` (the first
 ``num_samples`` images of the held-out split), and cached on disk under a key made of the
-extractor's identity (weights hash, or classifier version and training-data digest) and a
-sha256 of the real images themselves: later runs and sweep jobs load them instead of running
-the feature network over real images again, and any change of data or weights misses.
+extractor's identity (classifier version and training-data digest), the sha256 of its weights
+and a sha256 of the real images themselves: later runs and sweep jobs load them instead of
+running the feature network over real images again, and any change of data or weights misses.
 Under DDP only rank 0 holds the real features, so torchmetrics' cross-rank sum gives exactly
 one copy of them.
 Generated images come from ``GANModule.validation_step``, one per held-out image, split over
@@ -15,6 +15,12 @@ ranks by Lightning's sampler; ``compute()`` runs on every rank (or DDP would han
 
 Names in the logger and ``summary.json``: ``fid_<extractor>``, ``kid_<extractor>_mean/_std``,
 ``is_<extractor>_mean/_std``, e.g. ``fid_domain`` or ``is_inception_mean``.
+
+``protocol()`` (``summary.json``'s ``metrics_protocol``) records the numbers of real and
+generated images actually compared, which are fewer than ``num_samples`` when the held-out set
+is smaller (a warning says so once), and labels the run "sound" only when at least
+:data:`~gan_lab.metrics.protocol.SOUND_NUM_SAMPLES` were. A held-out set too small for a metric
+is a one-line UserError when the Trainer sets up, before any training step.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import lightning as L
 import torch
 from torch import nn
 from torchmetrics import Metric
+from torchmetrics.aggregation import SumMetric
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -36,12 +43,18 @@ from gan_lab.metrics.compute import (
     make_inception_score,
     to_unit_images,
 )
-from gan_lab.metrics.extractors import build_extractor
+from gan_lab.metrics.extractors import build_extractor, resolve_extractors
+from gan_lab.metrics.protocol import (
+    SOUND_NUM_SAMPLES,
+    check_counts,
+    kid_subset,
+    label,
+    warn_if_fewer,
+)
+
+__all__ = ["SOUND_NUM_SAMPLES", "ValidationMetrics", "build_validation_metrics"]
 
 log = logging.getLogger(__name__)
-
-# Fewer samples than this give biased FID/KID and noisy IS; such results are labelled "cheap".
-SOUND_NUM_SAMPLES = 10_000
 
 
 class ValidationMetrics(L.Callback):
@@ -61,7 +74,8 @@ class ValidationMetrics(L.Callback):
         self.extractors = extractors
         # The number a sweeper minimizes and checkpoints rank by: FID of the first extractor.
         self.monitor = f"fid_{next(iter(extractors))}" if fid else None
-        self.num_samples = num_samples
+        self.num_samples = num_samples  # requested; the held-out set may hold fewer
+        self.kid_subset_size = kid_subset_size
         self.stats_dir = stats_dir
         self.unavailable: dict[str, str] = {}
         # (extractor name, metric name, input: "features" or "logits", metric)
@@ -73,9 +87,11 @@ class ValidationMetrics(L.Callback):
                 )
                 self.metrics.append((name, f"fid_{name}", "features", m))
             if kid:
-                subset = max(2, min(kid_subset_size, num_samples // 2))
+                # The subset size is set again from the real counts (setup, and each compute).
                 m = KernelInceptionDistance(
-                    Passthrough(ex.num_features), subset_size=subset, reset_real_features=False
+                    Passthrough(ex.num_features),
+                    subset_size=kid_subset(kid_subset_size, num_samples, num_samples),
+                    reset_real_features=False,
                 )
                 self.metrics.append((name, f"kid_{name}", "features", m))
             if inception_score:
@@ -88,20 +104,55 @@ class ValidationMetrics(L.Callback):
                         "set metrics.weights_path to torch-fidelity's official file"
                     )
                     log.warning("is_%s not computed: %s", name, self.unavailable[f"is_{name}"])
+        kinds = {name.split("_")[0] for _, name, _, _ in self.metrics}
+        self.checks = {"fid": "fid" in kinds, "kid": "kid" in kinds,
+                       "is_splits": is_splits if "is" in kinds else None}  # fmt: skip
+        # Generated images scored at this validation, summed over ranks by torchmetrics.
+        self.generated = SumMetric()
+        self.num_real: int | None = None  # held-out images compared (known at setup)
+        self.counts: dict[str, int] = {}  # real/generated counts of the last validation
+        self.held_out: dict[str, Any] = {}  # the datamodule's held_out_info(): split, digest
+        self._warned = False
         self.real_ready = False
         self.last_results: dict[str, float] = {}
         self.history: list[dict[str, float]] = []  # one entry per validation: step + metrics
 
     # ------------------------------------------------------------------ protocol
     def protocol(self) -> dict[str, Any]:
-        sound = self.num_samples >= SOUND_NUM_SAMPLES
-        return {
-            "num_samples": self.num_samples,
+        """What was compared: counts actually used, their label, extractors, held-out set."""
+        # The last validation's counts; before any, the counts the held-out set will give.
+        num_real = self.counts.get("num_real", self.num_real)
+        num_generated = self.counts.get("num_generated", self.num_real)
+        compared = None if num_real is None else min(num_real, num_generated)
+        protocol = {
+            "num_samples": compared,
+            "num_real": num_real,
+            "num_generated": num_generated,
+            "num_samples_requested": self.num_samples,
+            "label": "no images compared" if compared is None else label(compared),
             "extractors": {k: getattr(v, "identity", k) for k, v in self.extractors.items()},
-            "label": "sound" if sound else f"cheap ({self.num_samples} < {SOUND_NUM_SAMPLES})",
+            "held_out": self.held_out,
             "monitor": self.monitor,
             "unavailable": self.unavailable,
         }
+        kids = [m for _, name, _, m in self.metrics if name.startswith("kid_")]
+        if kids:
+            protocol["kid_subset_size"] = kids[0].subset_size
+        return protocol
+
+    def _set_counts(self, num_real: int, num_generated: int) -> None:
+        """Check the counts against every metric and fit KID's subset size to them."""
+        check_counts(
+            num_real,
+            num_generated,
+            **self.checks,
+            real_what="the held-out set used for validation",
+            hint="use more held-out images (metrics.num_samples; for a folder, more images or "
+            "a larger data.held_out_fraction) or turn that metric off",
+        )
+        for _, name, _, metric in self.metrics:
+            if name.startswith("kid_"):
+                metric.subset_size = kid_subset(self.kid_subset_size, num_real, num_generated)
 
     # ------------------------------------------------------------------ real statistics
     def real_outputs(self, name: str, real: torch.Tensor, device: torch.device) -> dict:
@@ -124,6 +175,17 @@ class ValidationMetrics(L.Callback):
             extractor.to(pl_module.device)
         for *_, metric in self.metrics:
             metric.to(pl_module.device)
+        self.generated.to(pl_module.device)
+        # The datamodule is set up before callbacks, on every rank: check the counts here, so
+        # a too-small held-out set stops the run before its first step, on all ranks alike.
+        datamodule = trainer.datamodule
+        self.num_real = len(datamodule.val_images())
+        if not self._warned:
+            warn_if_fewer(self.num_samples, self.num_real, "the held-out set")
+            self._warned = True
+        self._set_counts(self.num_real, self.num_real)  # one generated image per real one
+        if hasattr(datamodule, "held_out_info"):
+            self.held_out = datamodule.held_out_info()
 
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking and not self.real_ready:
@@ -144,6 +206,7 @@ class ValidationMetrics(L.Callback):
         # Features in fp32 whatever the training precision: bf16 features would shift FID.
         with torch.autocast(device_type=pl_module.device.type, enabled=False):
             fake = to_unit_images(outputs)
+            self.generated.update(float(len(fake)))
             for name, extractor in self.extractors.items():
                 out = extractor(fake)
                 for ex_name, _, kind, metric in self.metrics:
@@ -159,6 +222,12 @@ class ValidationMetrics(L.Callback):
             return
         results: dict[str, float] = {}
         # compute() syncs states across ranks; every rank must call it (or DDP hangs).
+        num_generated = int(self.generated.compute())
+        self.generated.reset()
+        assert self.num_real is not None
+        # E.g. trainer.limit_val_batches generates fewer images than there are real ones.
+        self._set_counts(self.num_real, num_generated)
+        self.counts = {"num_real": self.num_real, "num_generated": num_generated}
         for _, metric_name, _, metric in self.metrics:
             value = metric.compute()
             if isinstance(value, tuple):  # KID and IS: (mean, std)
@@ -180,17 +249,18 @@ class ValidationMetrics(L.Callback):
     # summary.json holds every validation of the run. (Metric states are reset every epoch
     # and the real features are cached on disk: neither needs saving.)
     def state_dict(self) -> dict[str, Any]:
-        return {"history": self.history, "last_results": self.last_results}
+        return {"history": self.history, "last_results": self.last_results, "counts": self.counts}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.history = [dict(entry) for entry in state_dict.get("history", [])]
         self.last_results = dict(state_dict.get("last_results", {}))
+        self.counts = dict(state_dict.get("counts", {}))
 
 
 def build_validation_metrics(
     datamodule: Any,
     num_samples: int = 2000,
-    extractors: list[str] | tuple[str, ...] = ("domain",),
+    extractors: str | list[str] | tuple[str, ...] = "auto",
     fid: bool = True,
     kid: bool = False,
     inception_score: bool = True,
@@ -199,12 +269,16 @@ def build_validation_metrics(
     weights_path: str | None = None,
     cache_real_stats: bool = True,
 ) -> ValidationMetrics | None:
-    """The validation metrics of ``conf/metrics/``: one extractor pass feeds all metrics."""
-    if not (fid or kid or inception_score) or not extractors:
+    """The validation metrics of ``conf/metrics/``: one extractor pass feeds all metrics.
+
+    ``extractors``: names, or ``auto`` (see :func:`~gan_lab.metrics.extractors.resolve_extractors`).
+    """
+    names = resolve_extractors(extractors, datamodule)
+    if not (fid or kid or inception_score) or not names:
         return None
     built = {
         name: build_extractor(name, datamodule=datamodule, weights_path=weights_path)
-        for name in extractors
+        for name in names
     }
     stats_dir = datamodule.data_dir / "cache" / "stats" if cache_real_stats else None
     return ValidationMetrics(
