@@ -159,5 +159,9 @@ def cached_outputs(
                 log.warning("real statistics %s unreadable (%s); recomputing", path, err)
     result = timed_extract(extractor, real, f"real images ({name})", device=device)
     if path is not None:
-        atomic_write(path, lambda f: torch.save(result, f))
+        try:
+            atomic_write(path, lambda f: torch.save(result, f))
+        except OSError as err:  # a read-only data_dir: the statistics are just not kept
+            log.warning("cannot cache real statistics in %s (%s); computing them each run",
+                        path.parent, err)  # fmt: skip
     return {k: v.to(device) for k, v in result.items()}
