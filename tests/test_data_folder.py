@@ -154,7 +154,7 @@ def _distinct_folder(root: Path, n: int) -> Path:
 
 def test_held_out_split_is_fixed_by_the_data_config_alone(tmp_path):
     """The held-out set depends on split_seed / held_out / held_out_fraction only: not on
-    val_samples (metrics.num_samples) nor on the training seed (the old data.seed), and it is
+    val_samples (metrics.num_samples) nor on the training seed (data.seed), and it is
     disjoint from the training images for every num_samples."""
     root = _distinct_folder(tmp_path / "imgs", 200)
     reference = make(root, tmp_path, val_samples=8)
@@ -162,8 +162,8 @@ def test_held_out_split_is_fixed_by_the_data_config_alone(tmp_path):
     assert len(held_out) == 20 and len(train) == 180  # a tenth of 200 (< held_out=10000)
     assert len(_rows(held_out) | _rows(train)) == 200
     for val_samples in (0, 1, 8, 20, 100, 10_000):
-        for legacy_seed in (None, 0, 3):
-            dm = make(root, tmp_path, val_samples=val_samples, seed=legacy_seed)
+        for seed in (0, 3):
+            dm = make(root, tmp_path, val_samples=val_samples, seed=seed)
             assert torch.equal(dm.test_images(), held_out)
             assert torch.equal(dm.train_images(), train)
             assert not _rows(dm.val_images()) & _rows(dm.train_images())

@@ -82,7 +82,7 @@ class InMemoryImageDataModule(L.LightningDataModule):
         val_samples: int = 1000,
         download: bool = True,
         registry: bool = True,
-        seed: int | None = None,
+        seed: int = 0,
         num_workers: int = 0,
         split_seed: int = 0,
         held_out: int = 10_000,
@@ -91,9 +91,9 @@ class InMemoryImageDataModule(L.LightningDataModule):
         """``val_samples``: how many held-out images validation compares (the first ones of
         test_images()); it never changes which images are held out. ``split_seed``,
         ``held_out`` and ``held_out_fraction`` fix the held-out subset of datasets without an
-        official test split (see :func:`gan_lab.data.folder.held_out_split`). ``seed`` is
-        ignored: data configs stored in checkpoints from before ``split_seed`` carry it (the
-        training seed, which used to pick the held-out subset)."""
+        official test split (see :func:`gan_lab.data.folder.held_out_split`). ``seed`` (the
+        run's seed) orders the training batches, each epoch's shuffle; it has no say in the
+        held-out split."""
         super().__init__()
         if data_dir is None or not str(data_dir).strip():
             raise UserError("data.data_dir is empty; set it to a writable folder (e.g. data)")
@@ -108,6 +108,7 @@ class InMemoryImageDataModule(L.LightningDataModule):
             raise UserError(f"data.channels must be 1 (grayscale) or 3 (RGB), got {channels}")
         self.val_samples = _check_int("val_samples", val_samples, 0)
         self.num_workers = _check_int("num_workers", num_workers, 0)
+        self.seed = _check_int("seed", seed, 0)
         self.split_seed = _check_int("split_seed", split_seed, 0)
         self.held_out = _check_int("held_out", held_out, 0)
         fraction_ok = isinstance(held_out_fraction, (int, float)) and not isinstance(
