@@ -118,7 +118,9 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(
     proc = run_train([f"resume={run_dir}"], kill_env, repo_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    assert _max_weight_difference(run_dir, uninterrupted) == 0.0
+    difference = _max_weight_difference(run_dir, uninterrupted)
+    print(f"kill point {point}: resumed from step {saved_step}, max |dw| = {difference}")
+    assert difference == 0.0
     resumed, reference = _summary(run_dir), _summary(uninterrupted)
     assert resumed["status"] == "completed"
     assert resumed["metrics_history"] == reference["metrics_history"]
@@ -148,7 +150,9 @@ def test_extending_a_finished_run_equals_training_longer_at_once(
     proc = run_train([f"resume={run_dir}", *more], run_env, repo_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _summary(run_dir)["generator_steps"] == STEPS
-    assert _max_weight_difference(run_dir, uninterrupted) == 0.0
+    difference = _max_weight_difference(run_dir, uninterrupted)
+    print(f"extension {extension}: max |dw| = {difference}")
+    assert difference == 0.0
 
     # The training rows of the log are the uninterrupted run's (the first part may have
     # validated its final weights where the longer run did not).
