@@ -14,8 +14,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.callbacks.checkpointing import LAST_NAME, Interrupted
-from gan_lab.checkpoints import check_checkpoint_readable
 from gan_lab.cli import (
     check_composes,
     check_group_choices,
@@ -24,7 +22,9 @@ from gan_lab.cli import (
     run_user_errors_as_one_line,
 )
 from gan_lab.errors import UserError
-from gan_lab.training import fit
+
+# torch and Lightning (about 10 s to import on a small CPU) are imported only once the
+# arguments have passed the checks below, so a mistyped override is reported at once.
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def train(cfg: DictConfig) -> float | None:
     """Train one run; returns the final monitored FID (what a Hydra sweeper minimizes)."""
+    from gan_lab.callbacks.checkpointing import Interrupted
+    from gan_lab.training import fit
+
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
@@ -79,6 +82,9 @@ def expand_resume(args: list[str]) -> list[str]:
             f"resume={values[-1]}: {saved} not found; pass a run directory made by "
             "gan_lab.train (it holds .hydra/ and checkpoints/)"
         )
+    from gan_lab.callbacks.checkpointing import LAST_NAME
+    from gan_lab.checkpoints import check_checkpoint_readable
+
     last = run_dir / "checkpoints" / LAST_NAME
     if not last.is_file():
         raise UserError(
