@@ -193,7 +193,11 @@ class InMemoryImageDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         """Find, verify and decode the dataset once, and write the cache (local rank 0 only)."""
-        if self._cache_is_current():
+        cache = self.cache()
+        tried: list[str] = []
+        local = self._find_local(tried)
+        meta = cache.read_meta()
+        if meta is not None and self._cache_matches(cache, meta, local):
             return  # nothing to write: a read-only data_dir with a good cache is fine
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -207,31 +211,33 @@ class InMemoryImageDataModule(L.LightningDataModule):
                 "set data.data_dir (or GAN_LAB_DATA_DIR) to a writable folder"
             ) from err
         with workdir_cm as workdir:
-            self._prepare(Path(workdir))
+            self._prepare(Path(workdir), cache, meta, local, tried)
 
-    def _cache_is_current(self) -> bool:
-        """True when the cache exists and its source is gone or unchanged (same signature).
-
-        Checked before anything is written; other cases (a changed-looking source whose
-        checksum decides) go through ``_prepare``, which needs scratch space.
-        """
-        cache = self.cache()
-        meta = cache.read_meta()
-        if meta is None:
-            return False
-        local = self._find_local([])
+    def _cache_matches(self, cache: ImageCache, meta: dict[str, Any], local: Source | None) -> bool:
+        """True when the cache can be used without checking or writing anything: its source is
+        gone (a registry fetch, an unmounted mirror) or unchanged (same files, sizes, mtimes)."""
         if local is not None and local.signature() != meta["signature"]:
             return False
         log.info("%s: using cache %s (from %s)", self.title, cache.meta_path, meta["origin"])
         return True
 
-    def _prepare(self, workdir: Path) -> None:
-        cache = self.cache()
-        tried: list[str] = []
-        local = self._find_local(tried)
-        meta = cache.read_meta()
-        if meta is not None and self._cache_still_valid(cache, meta, local, workdir):
-            return
+    def _prepare(
+        self,
+        workdir: Path,
+        cache: ImageCache,
+        meta: dict[str, Any] | None,
+        local: Source | None,
+        tried: list[str],
+    ) -> None:
+        if meta is not None and local is not None:
+            # The files look different: a real checksum decides (this also verifies them).
+            if self.source_digest(local, workdir) == meta["digest"]:
+                cache.write_meta(
+                    {**meta, "signature": local.signature(), "origin": local.describe()}
+                )
+                return
+            log.info("%s: %s changed since it was cached; decoding it again", self.title,
+                     local.describe())  # fmt: skip
         start = time.perf_counter()
         source = local if local is not None else self._fetch(workdir, tried)
         loaded = self.load_source(source, workdir)
@@ -270,26 +276,6 @@ class InMemoryImageDataModule(L.LightningDataModule):
                 return found
             tried.append(f"{kind} {root} ({found})")
         return None
-
-    def _cache_still_valid(
-        self, cache: ImageCache, meta: dict[str, Any], local: Source | None, workdir: Path
-    ) -> bool:
-        if local is None:
-            # The cache is the prepared data_dir: usable even when its source has gone away
-            # (a registry fetch, an unmounted mirror).
-            log.info("%s: using cache %s (from %s)", self.title, cache.meta_path, meta["origin"])
-            return True
-        signature = local.signature()
-        if signature == meta["signature"]:
-            return True  # same files, same sizes and mtimes: no need to re-hash
-        # The files look different: a real checksum decides (this also verifies them).
-        if self.source_digest(local, workdir) == meta["digest"]:
-            cache.write_meta({**meta, "signature": signature, "origin": local.describe()})
-            return True
-        log.info(
-            "%s: %s changed since it was cached; decoding it again", self.title, local.describe()
-        )
-        return False
 
     def _fetch(self, workdir: Path, tried: list[str]) -> Source:
         steps = [
