@@ -6,6 +6,19 @@ configs, missing or corrupt data and weights, and bad arguments; let genuine
 bugs raise anything else so they keep their traceback.
 """
 
+from __future__ import annotations
+
 
 class UserError(Exception):
     """A problem the user can fix; the message says what is wrong and how to fix it."""
+
+
+def find_user_error(err: BaseException) -> UserError | None:
+    """The UserError behind ``err``, if any (Hydra's instantiate wraps what targets raise)."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

@@ -91,7 +91,7 @@ def run_train(args: list[str], env: dict[str, str], cwd: Path, timeout: int = 60
 
 def train_short_run(run_dir: Path, data_dir: Path, steps: int = 20) -> Path:
     """A few real generator steps on real MNIST (no metrics, no logger); returns run_dir."""
-    from gan_lab.training import fit
+    from gan_lab.gan.fit import fit
 
     cfg = compose_config(
         ["logger=none", "metrics=none", "trainer=cpu", f"trainer.max_steps={steps}",

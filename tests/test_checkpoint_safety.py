@@ -12,8 +12,8 @@ import pytest
 import torch
 from conftest import SHARED_DATA, train_short_run
 
-from gan_lab.checkpoints import load_checkpoint, load_generator, safe_instantiate
 from gan_lab.errors import UserError
+from gan_lab.gan.checkpoints import load_checkpoint, load_generator, safe_instantiate
 
 
 class RunsCodeOnLoad:

@@ -9,10 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from gan_lab.callbacks import AtomicCheckpointIO
 from gan_lab.errors import UserError
-from gan_lab.losses import NonSaturatingLoss
-from gan_lab.module import GANModule
+from gan_lab.gan.callbacks import AtomicCheckpointIO
+from gan_lab.gan.module import GANModule
+from gan_lab.gan.objectives import NonSaturatingLoss
 
 
 class Unpicklable:
@@ -164,7 +164,7 @@ def test_each_built_module_compiles_afresh(tmp_path, monkeypatch):
     from conftest import compose_config
     from torch._dynamo.utils import counters
 
-    from gan_lab.training import build_module
+    from gan_lab.gan.fit import build_module
 
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     cfg = compose_config(["compile=true", "model.latent_dim=8"], tmp_path)

@@ -11,9 +11,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from gan_lab.cli import check_composes, check_group_choices
+from gan_lab.commands.cli import check_composes, check_group_choices
 from gan_lab.errors import UserError
-from gan_lab.training import build_trainer, resolve_precision
+from gan_lab.gan.fit import build_trainer, resolve_precision
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")

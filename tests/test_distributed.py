@@ -14,7 +14,7 @@ import torch
 from conftest import SHARED_DATA, compose_config, run_train
 from hydra.utils import instantiate
 
-from gan_lab.training import build_module
+from gan_lab.gan.fit import build_module
 
 DDP = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"]
 SMOKE = ["experiment=smoke", "logger=csv", "trainer.enable_progress_bar=false"]

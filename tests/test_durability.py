@@ -13,9 +13,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch import nn
 
-from gan_lab.cli import CONF_DIR
+from gan_lab.config import CONF_DIR
+from gan_lab.gan.loggers import RANK_ENV_KEYS, RUN_ID_FILE, run_id
 from gan_lab.io import atomic_write
-from gan_lab.loggers import RANK_ENV_KEYS, RUN_ID_FILE, run_id
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -81,7 +81,7 @@ def recorded(monkeypatch):
 
 
 def test_sample_grid_callback_writes_both_pngs_atomically(recorded, tmp_path):
-    from gan_lab.callbacks import sample_grid
+    from gan_lab.gan.callbacks import sample_grid
 
     written = recorded(sample_grid)
     callback = sample_grid.SampleGrid(str(tmp_path / "samples"), nrow=2)
@@ -99,7 +99,7 @@ def test_sample_grid_callback_writes_both_pngs_atomically(recorded, tmp_path):
 
 
 def test_sample_cli_outputs_are_written_atomically(recorded, tmp_path, monkeypatch):
-    from gan_lab import sample
+    from gan_lab.commands import sample
 
     written = recorded(sample)
     tiny = nn.Sequential(nn.Linear(100, 64), nn.Tanh(), nn.Unflatten(1, (1, 8, 8)))
@@ -137,7 +137,7 @@ def no_rank_env(monkeypatch):
 )  # fmt: skip
 def test_wandb_run_id_is_written_by_global_rank_zero_only(env, writes, no_rank_env, recorded,
                                                           tmp_path):  # fmt: skip
-    from gan_lab import loggers
+    from gan_lab.gan import loggers
 
     written = recorded(loggers)
     for key, value in env.items():
@@ -152,7 +152,7 @@ def test_wandb_run_id_is_written_by_global_rank_zero_only(env, writes, no_rank_e
 
 
 def test_report_files_are_written_atomically(recorded, tmp_path):
-    from gan_lab import report
+    from gan_lab.commands import report
 
     written = recorded(report)
     for i, (dim, fid) in enumerate([(25, 300.0), (50, 200.0)]):
@@ -184,7 +184,7 @@ def _png() -> bytes:
 
 
 def test_fid_cli_out_is_written_atomically(recorded, tmp_path, monkeypatch, capsys):
-    from gan_lab import fid
+    from gan_lab.commands import fid
 
     written = recorded(fid)
     monkeypatch.setattr(fid, "evaluate_sets", lambda *a: {"fid": 1.5})
@@ -194,7 +194,7 @@ def test_fid_cli_out_is_written_atomically(recorded, tmp_path, monkeypatch, caps
 
 
 def test_bench_json_is_written_atomically(recorded, tmp_path, monkeypatch, capsys):
-    from gan_lab import bench
+    from gan_lab.commands import bench
 
     written = recorded(bench)
     monkeypatch.setattr(bench, "run", lambda cfg: {"sections": []})

@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import REPO, SHARED_DATA, train_short_run
 
-from gan_lab.checkpoints import load_checkpoint, load_generator
 from gan_lab.errors import UserError
+from gan_lab.gan.checkpoints import load_checkpoint, load_generator
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +93,9 @@ def test_eval_scores_fixed_held_out_images_that_training_never_used(tmp_path, mo
     from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
 
-    import gan_lab.eval as gan_eval
+    import gan_lab.gan.evaluate as gan_eval
     import gan_lab.metrics.validation as validation
-    from gan_lab.training import fit
+    from gan_lab.gan.fit import fit
 
     root = tmp_path / "imgs"
     for i in range(200):  # distinct flat colors: image i has red value i
@@ -143,18 +143,18 @@ def test_eval_scores_fixed_held_out_images_that_training_never_used(tmp_path, mo
 def test_held_out_check_flags_legacy_checkpoints_and_changed_data(tmp_path, caplog):
     from types import SimpleNamespace
 
-    from gan_lab.eval import check_held_out
+    from gan_lab.gan.evaluate import check_held_out
 
     info = {"split": "fixed subset (...)", "images": 30, "sha256": "a" * 64}
     folder = SimpleNamespace(held_out_info=lambda: info, has_official_test_split=False)
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
     assert check_held_out(folder, {"split_seed": 0}, ckpt) == info  # no summary.json
-    with caplog.at_level(logging.WARNING, logger="gan_lab.eval"):
+    with caplog.at_level(logging.WARNING, logger="gan_lab.gan.evaluate"):
         legacy = check_held_out(folder, {"seed": 3}, ckpt)
     assert legacy["legacy_checkpoint"] and "predates the fixed held-out split" in caplog.text
     protocol = {"metrics_protocol": {"held_out": {"sha256": "b" * 64}}}
     (tmp_path / "run" / "summary.json").write_text(json.dumps(protocol))
-    with caplog.at_level(logging.WARNING, logger="gan_lab.eval"):
+    with caplog.at_level(logging.WARNING, logger="gan_lab.gan.evaluate"):
         changed = check_held_out(folder, {"split_seed": 0}, ckpt)
     assert changed["matches_training"] is False and "the data changed since" in caplog.text

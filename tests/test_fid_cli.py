@@ -11,8 +11,8 @@ import pytest
 import torch
 from fixtures_data import save_image
 
+from gan_lab.commands.fid import evaluate_sets, load_folder
 from gan_lab.errors import UserError
-from gan_lab.fid import evaluate_sets, load_folder
 
 
 def _structured_images(folder, n, seed, size=32):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from gan_lab.losses import HingeLoss, LeastSquaresLoss, NonSaturatingLoss
+from gan_lab.gan.objectives import HingeLoss, LeastSquaresLoss, NonSaturatingLoss
 
 LOSSES = [NonSaturatingLoss(), HingeLoss(), LeastSquaresLoss()]
 

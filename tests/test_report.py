@@ -56,7 +56,7 @@ def test_report_of_a_folder_without_runs_is_one_line(run_env, repo_root, tmp_pat
 
 def test_eval_json_beside_a_summary_joins_the_table(tmp_path):
     """A run's gan_lab.eval result (eval.json in its directory) becomes eval_<metric> columns."""
-    from gan_lab.report import load_settings, metric_names, table_rows
+    from gan_lab.commands.report import load_settings, metric_names, table_rows
 
     for i, (dim, seed, fid, eval_fid) in enumerate([(25, 0, 300.0, 290.0), (25, 1, 310.0, 300.0),
                                                      (50, 0, 200.0, 195.0)]):  # fmt: skip
@@ -82,14 +82,14 @@ def test_eval_json_beside_a_summary_joins_the_table(tmp_path):
 
 
 def test_settings_sort_numbers_as_numbers():
-    from gan_lab.report import natural_key
+    from gan_lab.commands.report import natural_key
 
     names = ["model.latent_dim=100", "model.latent_dim=25", "model.latent_dim=50"]
     assert sorted(names, key=natural_key) == [names[1], names[2], names[0]]
 
 
 def test_tick_labels_name_one_key_on_the_axis_and_stack_several():
-    from gan_lab.report import tick_labels
+    from gan_lab.commands.report import tick_labels
 
     assert tick_labels(["model.latent_dim=25", "model.latent_dim=50"]) == (
         ["25", "50"],

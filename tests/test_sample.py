@@ -10,7 +10,7 @@ import torch
 from conftest import train_short_run
 from PIL import Image
 
-from gan_lab.sample import slerp
+from gan_lab.commands.sample import slerp
 
 
 @pytest.fixture(scope="module")

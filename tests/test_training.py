@@ -2,7 +2,7 @@
 
 MNIST and CIFAR-10 are the real data from the shared mirror; Fashion-MNIST is a fixture in
 its real on-disk format (gzipped IDX files); the image folder is a folder of PNG files. Each
-is read by its real loader and trained on by the real ``gan_lab.training.fit``.
+is read by its real loader and trained on by the real ``gan_lab.gan.fit.fit``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from conftest import SHARED_DATA, compose_config
 from fixtures_data import save_image, write_idx_folder
 
-from gan_lab.training import fit
+from gan_lab.gan.fit import fit
 
 
 def _fit(overrides: list[str], tmp_path: Path) -> dict:

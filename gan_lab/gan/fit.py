@@ -13,15 +13,14 @@ from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.callbacks import AtomicCheckpointIO, BestCheckpoint, RunStats
-from gan_lab.callbacks.checkpointing import LAST_NAME, Interrupted
-from gan_lab.checkpoints import check_checkpoint_readable, resolve_ckpt_path
-from gan_lab.cli import find_user_error
-from gan_lab.distributed import isolated_job, use_job_subprocess_cmd
-from gan_lab.errors import UserError
-from gan_lab.loggers import ContinuingCSVLogger, log_final_summary
-from gan_lab.module import GANModule
-from gan_lab.summary import write_summary
+from gan_lab.errors import UserError, find_user_error
+from gan_lab.gan.callbacks import AtomicCheckpointIO, BestCheckpoint, RunStats
+from gan_lab.gan.callbacks.checkpointing import LAST_NAME, Interrupted
+from gan_lab.gan.checkpoints import check_checkpoint_readable, resolve_ckpt_path
+from gan_lab.gan.distributed import isolated_job, use_job_subprocess_cmd
+from gan_lab.gan.loggers import ContinuingCSVLogger, log_final_summary
+from gan_lab.gan.module import GANModule
+from gan_lab.gan.summary import write_summary
 
 log = logging.getLogger(__name__)
 

@@ -149,7 +149,7 @@ class _ContinuingWriter(ExperimentWriter):
 class ContinuingCSVLogger(CSVLogger):
     """Lightning's CSVLogger whose metrics.csv survives ``resume=`` (see _ContinuingWriter).
 
-    ``continue_file`` is set by gan_lab.training when the run resumes a checkpoint.
+    ``continue_file`` is set by gan_lab.gan.fit when the run resumes a checkpoint.
     """
 
     continue_file: bool = False

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from gan_lab.checkpoints import load_generator
-from gan_lab.cli import datamodule_from_conf
+from gan_lab.config import datamodule_from_conf
+from gan_lab.gan.checkpoints import load_generator
 from gan_lab.metrics.compute import extract, fid_score, in_batches, inception_score
 from gan_lab.metrics.extractors import build_extractor
 

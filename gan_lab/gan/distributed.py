@@ -24,7 +24,7 @@ import torch
 from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
 from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
 
-from gan_lab.cli import hydra_quoted
+from gan_lab.config import hydra_quoted
 
 
 def job_subprocess_cmd(local_rank: int) -> tuple[Sequence[str], str]:

@@ -14,21 +14,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.errors import UserError
+from gan_lab.config import CONF_DIR
+from gan_lab.errors import UserError, find_user_error
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 T = TypeVar("T")
-
-
-def find_user_error(err: BaseException) -> UserError | None:
-    """The UserError behind ``err``, if any (Hydra's instantiate wraps what targets raise)."""
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, UserError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
-    return None
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -147,11 +136,6 @@ def check_writable_dir(path: Path, key: str) -> None:
         raise UserError(f"{key}={path}: {existing} is not writable; choose another {key}")
 
 
-def hydra_quoted(text: str) -> str:
-    """``text`` as a double-quoted Hydra override value (paths may hold '=' or ',')."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def run_user_errors_as_one_line(fn: Callable[[], T]) -> T:
     """Run ``fn``; a UserError anywhere in its cause chain becomes ``error: ...`` and exit 2."""
     try:
@@ -162,16 +146,3 @@ def run_user_errors_as_one_line(fn: Callable[[], T]) -> T:
             raise
         exit_with_error(str(user_error))
         raise  # unreachable; keeps type checkers content
-
-
-def datamodule_from_conf(name: str, overrides: Sequence[str] = (), conf_dir: Path = CONF_DIR):
-    """The datamodule of ``conf/data/<name>.yaml`` (paths from the environment, as in training)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
-    options = sorted(p.stem for p in (conf_dir / "data").glob("*.yaml"))
-    if name not in options:
-        raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(options)}")
-    with initialize_config_dir(str(conf_dir), version_base="1.3"):
-        cfg = compose("config", overrides=[f"data={name}", "metrics=none", *overrides])
-    return instantiate(cfg.data)

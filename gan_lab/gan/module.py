@@ -3,7 +3,7 @@
 One gan_lab "step" is one generator update. Each training batch runs ``n_disc`` discriminator
 updates (fresh noise each, the same real batch) and then one generator update. Lightning's
 ``trainer.global_step`` counts every optimizer step, i.e. ``(n_disc + 1)`` per batch, so the
-step budget is converted to generator steps in :mod:`gan_lab.training`. Loggers already get
+step budget is converted to generator steps in :mod:`gan_lab.gan.fit`. Loggers already get
 batches (= generator steps) as their x-axis: Lightning logs ``_batches_that_stepped``.
 """
 
@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from gan_lab.errors import UserError
-from gan_lab.losses import NonSaturatingLoss
-from gan_lab.rng import collect_rng_states, set_rng_states
+from gan_lab.gan.objectives import NonSaturatingLoss
+from gan_lab.gan.rng import collect_rng_states, set_rng_states
 
 NONFINITE_POLICIES = ("stop", "skip")
 # Validation latents come in blocks of this many rows, each block from its own seeded
@@ -238,7 +238,7 @@ class GANModule(L.LightningModule):
         return gathered
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # Checkpoints are written at a batch's start (gan_lab.callbacks.LastCheckpoint), after
+        # Checkpoints are written at a batch's start (gan_lab.gan.callbacks.LastCheckpoint), after
         # anything that ran between steps (validation draws from the RNG too): restoring the
         # states here, at the same point, continues the exact random stream.
         if self._rng_to_restore is None:

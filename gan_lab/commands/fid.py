@@ -1,0 +1,180 @@
+"""FID (and KID, IS) between two image sets, in the style of pytorch-fid.
+
+    python -m gan_lab.fid PATH_A PATH_B [--kid] [--is] [--extractor inception|domain:<dataset>]
+
+Each PATH is a folder of images (searched recursively, decoded with PIL as torch-fidelity
+does) or a dataset split such as ``mnist:test`` or ``cifar10:train``. PATH_A plays the real
+set. Prints one JSON object: ``fid`` (and ``kid_mean``/``kid_std``, ``is_mean``/``is_std`` of
+PATH_B), the extractor, the image counts actually compared (``num_a``, ``num_b``; fewer than
+``--limit`` when a set is smaller, with a warning) and their ``label`` ("sound" for at least
+10,000 images in each set). A set too small for a metric is a one-line error. The numbers
+come from torchmetrics, on torch-fidelity's Inception (``antialias=False``) or on a dataset's
+domain classifier.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from gan_lab.commands.cli import OneLineArgumentParser, run_user_errors_as_one_line
+from gan_lab.config import datamodule_from_conf
+from gan_lab.data.folder import scan_images
+from gan_lab.data.transforms import fit_images
+from gan_lab.errors import UserError
+from gan_lab.io import atomic_write
+from gan_lab.metrics.compute import (
+    cached_outputs,
+    fid_score,
+    inception_score,
+    kid_score,
+    timed_extract,
+)
+from gan_lab.metrics.extractors import build_extractor
+from gan_lab.metrics.protocol import check_counts, kid_subset, label, warn_if_fewer
+
+log = logging.getLogger("gan_lab.commands.fid")
+SPLITS = ("train", "test")
+IS_SPLITS = 10
+
+
+def load_folder(folder: Path, limit: int | None = None) -> torch.Tensor:
+    """Every image under ``folder`` as uint8 RGB [N, 3, H, W]; all must share one size."""
+    paths = scan_images(folder)[:limit]
+    if not paths:
+        raise UserError(f"{folder} has no jpg/jpeg/png/bmp/webp images")
+    arrays = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                arrays.append(np.asarray(img.convert("RGB")))
+        except OSError as err:
+            raise UserError(f"cannot decode {path} ({err}); remove it or fix it") from None
+        if arrays[-1].shape != arrays[0].shape:
+            raise UserError(
+                f"{path} is {arrays[-1].shape[1]}x{arrays[-1].shape[0]} but {paths[0]} is "
+                f"{arrays[0].shape[1]}x{arrays[0].shape[0]}; the images of a set must share a size"
+            )
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def load_set(spec: str, limit: int | None = None) -> tuple[torch.Tensor, Any]:
+    """(uint8 images, datamodule or None) for a folder path or ``dataset:split``."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return load_folder(path, limit), None
+    if ":" not in spec:
+        raise UserError(f"{spec} is neither a folder nor a dataset split like mnist:test")
+    name, split = spec.split(":", 1)
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r} in {spec}; use {name}:train or {name}:test")
+    datamodule = datamodule_from_conf(name)
+    images = datamodule.train_images() if split == "train" else datamodule.test_images()
+    return images[:limit], datamodule
+
+
+def _stats_dir(datamodule: Any) -> Path:
+    """Dataset splits share the real-statistics cache of training and gan_lab.eval."""
+    return Path(datamodule.data_dir) / "cache" / "stats"
+
+
+def evaluate_sets(
+    spec_a: str,
+    spec_b: str,
+    extractor_name: str = "inception",
+    kid: bool = False,
+    score_is: bool = False,
+    limit: int | None = None,
+    weights_path: str | None = None,
+) -> dict[str, Any]:
+    """The metrics of ``spec_b`` against ``spec_a``; see the module doc."""
+    a, dm_a = load_set(spec_a, limit)
+    b, dm_b = load_set(spec_b, limit)
+    if limit is not None:
+        for x, spec in ((a, spec_a), (b, spec_b)):
+            warn_if_fewer(limit, len(x), spec, asked="--limit")
+    check_counts(
+        len(a),
+        len(b),
+        fid=True,
+        kid=kid,
+        is_splits=IS_SPLITS if score_is else None,
+        real_what=spec_a,
+        generated_what=spec_b,
+        hint="give more images",
+    )
+    if extractor_name.startswith("domain:"):
+        dataset = extractor_name.split(":", 1)[1]
+        dm = next((d for d in (dm_a, dm_b) if d is not None and d.name == dataset), None)
+        dm = dm or datamodule_from_conf(dataset)
+        extractor = build_extractor("domain", datamodule=dm)
+        size, channels = dm.image_size, dm.channels
+        a, b = fit_images(a, size, channels), fit_images(b, size, channels)
+    elif extractor_name == "inception":
+        extractor = build_extractor("inception", weights_path=weights_path)
+    else:
+        raise UserError(f"unknown extractor {extractor_name!r}; use inception or domain:<dataset>")
+    out_a, out_b = (
+        cached_outputs(extractor, x, _stats_dir(dm), extractor.name)
+        if dm is not None
+        else timed_extract(extractor, x, f"{spec} ({extractor_name})")
+        for x, dm, spec in ((a, dm_a, spec_a), (b, dm_b, spec_b))
+    )
+    result: dict[str, Any] = {
+        "fid": fid_score(out_a["features"], out_b["features"]),
+        "extractor": getattr(extractor, "identity", extractor_name),
+        "num_a": len(a),
+        "num_b": len(b),
+        "label": label(min(len(a), len(b))),
+    }
+    if kid:
+        result["kid_mean"], result["kid_std"] = kid_score(out_a["features"], out_b["features"])
+        result["kid_subset_size"] = kid_subset(1000, len(a), len(b))
+    if score_is:
+        if "logits" not in out_b:
+            raise UserError(
+                "Inception Score needs the logits layer of torch-fidelity's official weights; "
+                "the weights in use have none (set --weights-path to the official file)"
+            )
+        result["is_mean"], result["is_std"] = inception_score(out_b["logits"], IS_SPLITS)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = OneLineArgumentParser(prog="python -m gan_lab.fid", description=__doc__.split("\n")[0])
+    parser.add_argument("path_a", help="folder of images or dataset:split (the real set)")
+    parser.add_argument("path_b", help="folder of images or dataset:split")
+    parser.add_argument("--kid", action="store_true", help="also KID (mean, std)")
+    parser.add_argument("--is", dest="score_is", action="store_true", help="also IS of PATH_B")
+    parser.add_argument("--extractor", default="inception", help="inception or domain:<dataset>")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N images of each")
+    parser.add_argument("--weights-path", default=None, help="Inception weights file")
+    parser.add_argument("--out", default=None, help="also write the JSON to this file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    result = run_user_errors_as_one_line(
+        lambda: evaluate_sets(
+            args.path_a,
+            args.path_b,
+            args.extractor,
+            args.kid,
+            args.score_is,
+            args.limit,
+            args.weights_path,
+        )  # fmt: skip
+    )
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        atomic_write(Path(args.out), lambda f: f.write(f"{text}\n".encode()))
+
+
+if __name__ == "__main__":
+    main()
