@@ -10,6 +10,8 @@ import yaml
 from conftest import REPO, run_train
 from hydra import compose, initialize_config_dir
 
+from gan_lab.cli import hydra_quoted
+
 
 def _compose(overrides: list[str]):
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
@@ -61,3 +63,28 @@ def test_optuna_search_runs_and_reports_the_best_fid(run_env, repo_root, tmp_pat
     assert result["best_value"] == pytest.approx(min(fids))
     assert set(result["best_params"]) == {"optimizer.lr", "optimizer.beta1", "optimizer.beta2",
                                           "model.latent_dim", "n_disc"}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_optuna_search_keeps_its_study_in_sqlite(run_env, repo_root, tmp_path):
+    """storage=sqlite:///... (what fid_search.yaml suggests) keeps every trial in the file.
+
+    optuna 2.x (what hydra-optuna-sweeper 1.x allows) cannot use SQLAlchemy 2: its alembic
+    stamp is never committed and create_study fails; the cluster extra pins sqlalchemy<2.
+    """
+    optuna = pytest.importorskip("optuna")
+    sweep, db = tmp_path / "search", tmp_path / "study.db"
+    args = ["-m", "hydra/sweeper=fid_search", "hydra.sweeper.n_trials=2",
+            f"hydra.sweeper.storage={hydra_quoted(f'sqlite:///{db}')}", "experiment=smoke",
+            "logger=none", "trainer.max_steps=2", "metrics.num_samples=64",
+            "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep}",
+            "hydra.sweep.subdir=${hydra.job.num}"]  # fmt: skip
+    proc = run_train(args, run_env, repo_root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    study = optuna.load_study(study_name="gan_lab_fid", storage=f"sqlite:///{db}")
+    trials = study.trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    fids = [json.loads((sweep / str(i) / "summary.json").read_text())["metrics"]["fid_domain"]
+            for i in range(2)]  # fmt: skip
+    assert sorted(t.value for t in trials) == pytest.approx(sorted(fids))
+    assert study.best_value == pytest.approx(min(fids))

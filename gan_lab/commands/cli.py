@@ -18,6 +18,11 @@ from gan_lab.config import CONF_DIR
 from gan_lab.errors import UserError, find_user_error
 
 T = TypeVar("T")
+# Old option names still accepted (their YAML pulls the new one), with a one-line notice.
+DEPRECATED_CHOICES = {
+    ("model", "seed003"): "keras_mnist",
+    ("model", "seed000_bedroom"): "keras_bedroom64",
+}
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -37,6 +42,7 @@ def check_group_choices(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
     """Reject ``group=option`` overrides naming an option with no YAML file, in one line.
 
     Hydra would say so too, over a dozen lines; this runs before Hydra with Hydra's parser.
+    A deprecated option (``DEPRECATED_CHOICES``) is accepted with one notice line on stderr.
     """
     groups = {p.name for p in conf_dir.iterdir() if p.is_dir()} - {"hydra"}
     try:
@@ -54,7 +60,12 @@ def check_group_choices(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:
         )  # fmt: skip
         options = sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
         for value in values:
+            if (group, value) in DEPRECATED_CHOICES and value in options:
+                new = f"{group}={DEPRECATED_CHOICES[group, value]}"
+                print(f"{group}={value} is deprecated; use {new}", file=sys.stderr, flush=True)
+                continue
             if value not in options and value != "null":
+                options = [o for o in options if (group, o) not in DEPRECATED_CHOICES]
                 raise UserError(
                     f"unknown {group} {value!r}; choose one of: {', '.join(options)} "
                     f"(or add conf/{group}/{value}.yaml)"

@@ -70,7 +70,13 @@ class LSUNBedroomDataModule(InMemoryImageDataModule):
         The lmdb is read directly, as torchvision's LSUNClass does (same options, same key
         order), rather than through LSUNClass: that pickles its key list into
         ``./_cache_<path letters>`` in the working directory, which would need a chdir (and a
-        chdir breaks every relative path, such as the default ``data_dir``).
+        chdir breaks every relative path, such as the default ``data_dir``). The key list is
+        not cached: it is read only when the decoded images' cache
+        is missing or stale, by one cursor walk over the first ``max_images`` keys.
+
+        Values are decoded by :func:`decode_bytes`: torchvision's decoder (JPEG and WebP,
+        the formats LSUN copies come in; faster than PIL and parallel across the threads),
+        PIL for anything it refuses.
         """
         try:
             import lmdb

@@ -55,7 +55,7 @@ def init_dcgan_weights(module: nn.Module) -> None:
 def init_keras_weights(module: nn.Module) -> None:
     """Keras' defaults, which the reports' networks were trained with: conv/dense weights
     glorot-uniform, biases 0, batch-norm scale 1. Their networks have no normalisation in the
-    seed003 discriminator, so Radford's N(0, 0.02) would shrink its signal ~10x per layer."""
+    keras_mnist discriminator, so Radford's N(0, 0.02) would shrink its signal ~10x per layer."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.xavier_uniform_(m.weight)

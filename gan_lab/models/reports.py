@@ -1,19 +1,25 @@
 """The two reports' networks, rebuilt from their descriptions (Keras originals, "same" padding).
 
-``seed000_bedroom``: a 64x64x3 DCGAN. Generator: dense from the latent vector to 16,384 units
-(256 x 8 x 8), three stride-2 transposed convolutions with 128, 64 and 32 filters, each with
-batch norm and LeakyReLU, then a 3-channel tanh convolution at 64x64. Discriminator: three
-stride-2 convolutions with 32, 128 and 256 filters and LeakyReLU, flatten, a dense logit.
+``keras_bedroom64`` (the first report, bedrooms): a 64x64x3 DCGAN. Generator: dense from the
+latent vector to 16,384 units (256 x 8 x 8), three stride-2 transposed convolutions with 128,
+64 and 32 filters, each with batch norm and LeakyReLU, then a 3-channel tanh convolution at
+64x64. Discriminator: three stride-2 convolutions with 32, 128 and 256 filters and LeakyReLU,
+flatten, a dense logit.
 
-``seed003``: for 28x28 and 32x32 data. Generator: dense to a 128-channel map at a quarter of
-the image size, two stride-2 transposed convolutions (kernel 2 by default) with LeakyReLU, then
-a refining 7x7 convolution to the image channels (tanh). Discriminator: four convolutions
-(kernel 4, stride 2 by default) with LeakyReLU, optional 2x2 max pooling after each, flatten, a
-dense logit. The knobs the report swept are arguments: latent dim, discriminator kernel size,
-stride and max pooling, generator kernel size.
+``keras_mnist`` (the second report, MNIST and CIFAR-10): for 28x28 and 32x32 data.
+Generator: dense to a 128-channel map at a quarter of the image size, two stride-2 transposed
+convolutions (kernel 2 by default) with LeakyReLU, then a refining 7x7 convolution to the image
+channels (tanh). Discriminator: four convolutions (kernel 4, stride 2 by default) with
+LeakyReLU, optional 2x2 max pooling after each, flatten, a dense logit. The knobs the report
+swept are arguments: latent dim, discriminator kernel size, stride and max pooling, generator
+kernel size.
 
 Keras' "same" padding (output = ceil(input / stride)) is reproduced with :class:`SameConv2d`,
 so every kernel/stride combination of the sweeps gives a valid network.
+
+The builders were first named after the reports' run names (``build_seed003_*``,
+``build_seed000_*``); those names stay as aliases, because checkpoints store the ``_target_``
+they were trained with.
 """
 
 from __future__ import annotations
@@ -139,7 +145,7 @@ def _check(values: dict[str, int]) -> None:
         require_positive(value, knob)
 
 
-def build_seed003_generator(
+def build_keras_mnist_generator(
     image_size: int, channels: int, latent_dim: int = 100, kernel_size: int = 2,
     width: int = 128,
 ) -> DenseConvGenerator:  # fmt: skip
@@ -152,7 +158,7 @@ def build_seed003_generator(
     return net
 
 
-def build_seed003_discriminator(
+def build_keras_mnist_discriminator(
     image_size: int, channels: int, kernel_size: int = 4, stride: int = 2,
     max_pool: bool = False, widths: tuple[int, ...] = (64, 64, 128, 128),
 ) -> ConvStackDiscriminator:  # fmt: skip
@@ -164,14 +170,14 @@ def build_seed003_discriminator(
     return net
 
 
-def build_seed000_generator(
+def build_keras_bedroom64_generator(
     image_size: int, channels: int, latent_dim: int = 100, kernel_size: int = 4,
 ) -> DenseConvGenerator:  # fmt: skip
     """The first report's 64x64 generator: dense 16,384 -> 128-64-32 transposed convs -> tanh."""
     _check({"model.latent_dim": latent_dim, "model.generator.kernel_size": kernel_size})
     if image_size != 64:
         raise UserError(
-            f"model seed000_bedroom makes 64x64 images but the data is {image_size}x{image_size}; "
+            f"model keras_bedroom64 makes 64x64 images but the data is {image_size}x{image_size}; "
             f"set data.image_size=64"
         )
     net = DenseConvGenerator(image_size, channels, latent_dim, 256, [128, 64, 32], kernel_size,
@@ -180,7 +186,7 @@ def build_seed000_generator(
     return net
 
 
-def build_seed000_discriminator(
+def build_keras_bedroom64_discriminator(
     image_size: int,
     channels: int,
     kernel_size: int = 4,
@@ -190,3 +196,10 @@ def build_seed000_discriminator(
     net = ConvStackDiscriminator(image_size, channels, [32, 128, 256], kernel_size, 2, False)
     init_keras_weights(net)
     return net
+
+
+# The old names, which checkpoints written before the rename name as their ``_target_``.
+build_seed003_generator = build_keras_mnist_generator
+build_seed003_discriminator = build_keras_mnist_discriminator
+build_seed000_generator = build_keras_bedroom64_generator
+build_seed000_discriminator = build_keras_bedroom64_discriminator
