@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO, run_train
 from hydra import compose, initialize_config_dir
 
-from gan_lab.cli import hydra_quoted
+from gan_lab.config import hydra_quoted
 
 
 def _compose(overrides: list[str]):

@@ -157,7 +157,7 @@ def _model_cfg(repo_root, model, data):
 
 @pytest.mark.parametrize("old", sorted(RENAMED))
 def test_deprecated_model_names_compose_the_same_networks_with_one_notice(repo_root, old, capsys):
-    from gan_lab.cli import check_group_choices
+    from gan_lab.commands.cli import check_group_choices
 
     new, data = RENAMED[old]
     check_group_choices([f"model={old}", f"data={data}"], repo_root / "conf")
@@ -176,7 +176,7 @@ def test_deprecated_model_names_compose_the_same_networks_with_one_notice(repo_r
 
 
 def test_deprecated_names_are_left_out_of_the_unknown_option_list(repo_root):
-    from gan_lab.cli import check_group_choices
+    from gan_lab.commands.cli import check_group_choices
 
     with pytest.raises(UserError, match="unknown model 'seed3'") as err:
         check_group_choices(["model=seed3"], repo_root / "conf")
@@ -187,9 +187,8 @@ def test_deprecated_names_are_left_out_of_the_unknown_option_list(repo_root):
 def test_a_checkpoint_with_the_old_builder_target_still_loads(repo_root, tmp_path, old, new):
     """Checkpoints store the resolved config they were trained with, old ``_target_`` names
     included: those must pass safe_instantiate's allowlist and build the same network."""
-    from omegaconf import OmegaConf
-
     from gan_lab.checkpoints import load_generator
+    from omegaconf import OmegaConf
 
     data = "mnist" if new == "keras_mnist" else "folder"
     model = OmegaConf.to_container(_model_cfg(repo_root, new, data).model, resolve=True)
