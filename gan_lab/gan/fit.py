@@ -112,23 +112,34 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[Any]) -> L.Trainer:
-    """A Trainer whose ``max_steps`` counts generator updates (see GANModule)."""
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    kwargs.pop("_target_", None)
-    kwargs["precision"] = resolve_precision(kwargs["precision"], kwargs["accelerator"])
+    """``instantiate(cfg.trainer)``, with ``precision: auto`` resolved and ``max_steps`` counted
+    in generator updates (see GANModule); callbacks, loggers and the atomic checkpoint writer
+    are added here because they are built from other groups."""
+    settings = cfg.trainer
     for key in ("max_steps", "max_epochs"):
-        value = kwargs.get(key)
+        value = settings.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise UserError(f"trainer.{key} must be an integer (-1: no limit), got {value!r}")
-    if kwargs.get("max_steps", -1) > 0:
-        kwargs["max_steps"] *= cfg.n_disc + 1
+    max_steps = settings.get("max_steps", -1)
+    if max_steps > 0:
+        max_steps *= cfg.n_disc + 1  # Lightning counts every optimizer step
     use_job_subprocess_cmd()  # DDP child ranks re-run this job, not the sweep
-    plugins = [AtomicCheckpointIO()]
     try:
-        return L.Trainer(**kwargs, callbacks=callbacks, logger=loggers or False, plugins=plugins)
-    except (TypeError, ValueError, MisconfigurationException) as err:
-        # Lightning checks its own arguments; they are all trainer.<key> here.
-        raise UserError(f"bad trainer setting: {err}; see conf/trainer/default.yaml") from None
+        return instantiate(
+            settings,
+            precision=resolve_precision(settings.precision, settings.accelerator),
+            max_steps=max_steps,
+            callbacks=callbacks,
+            logger=loggers or False,
+            plugins=[AtomicCheckpointIO()],
+        )
+    except Exception as err:
+        # Lightning checks its own arguments; they are all trainer.<key> here. Hydra wraps
+        # what the Trainer raises in an InstantiationException: report the cause.
+        cause = err.__cause__ or err
+        if not isinstance(cause, (TypeError, ValueError, MisconfigurationException)):
+            raise
+        raise UserError(f"bad trainer setting: {cause}; see conf/trainer/default.yaml") from None
 
 
 def resolve_resume_path(ckpt_path: str | None, run_dir: Path) -> str | None:
