@@ -20,6 +20,7 @@ from gan_lab.cli import find_user_error
 from gan_lab.distributed import isolated_job, use_job_subprocess_cmd
 from gan_lab.errors import UserError
 from gan_lab.loggers import ContinuingCSVLogger, log_final_summary
+from gan_lab.losses import Objective
 from gan_lab.module import GANModule
 from gan_lab.summary import write_summary
 
@@ -82,7 +83,12 @@ def build_module(cfg: DictConfig) -> GANModule:
         discriminator_optimizer=check_optimizer(
             "discriminator", instantiate(cfg.optimizer.discriminator)
         ),
-        loss=instantiate(cfg.loss),
+        objective=Objective(
+            loss=instantiate(cfg.loss),
+            # none.yaml is an empty node: no regularizer, no augmentation
+            regularizer=instantiate(cfg.regularizer) if cfg.get("regularizer") else None,
+            augment=instantiate(cfg.augment) if cfg.get("augment") else None,
+        ),
         latent_dim=cfg.model.latent_dim,
         n_disc=cfg.n_disc,
         seed=cfg.seed,
