@@ -297,3 +297,10 @@ def test_objectives_train_on_mnist(tmp_path, session_data_dir, shared_data):
                 if row[key]:
                     assert torch.isfinite(torch.tensor(float(row[key]))), (name, key)
 
+
+def test_readme_lists_every_objective_option():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    for group in ("loss", "regularizer", "augment"):
+        for option in (conf / group).glob("*.yaml"):
+            assert f"`{group}={option.stem}`" in readme, (group, option.stem)
