@@ -12,7 +12,7 @@ from torch import nn
 from gan_lab.errors import UserError
 from gan_lab.gan.callbacks import AtomicCheckpointIO
 from gan_lab.gan.module import GANModule
-from gan_lab.gan.objectives import NonSaturatingLoss
+from gan_lab.gan.objectives import NonSaturatingLoss, Objective
 
 
 class Unpicklable:
@@ -92,7 +92,7 @@ def test_bad_ema_decay_is_a_user_error():
 
 
 def test_nonfinite_loss_stops_before_the_update():
-    module = _module(loss=NaNAfter(3))
+    module = _module(objective=Objective(NaNAfter(3)))
     trainer = _trainer(10)
     with pytest.raises(UserError, match="discriminator loss became nan at generator step 2"):
         trainer.fit(module, datamodule=ToyData())
@@ -102,7 +102,7 @@ def test_nonfinite_loss_stops_before_the_update():
 
 
 def test_nonfinite_loss_skip_counts_steps_and_keeps_weights_finite():
-    module = _module(loss=NaNAfter(3), on_nonfinite="skip")
+    module = _module(objective=Objective(NaNAfter(3)), on_nonfinite="skip")
     before = module.discriminator[0].weight.detach().clone()
     _trainer(6).fit(module, datamodule=ToyData())
     assert module.generator_steps == 6  # the budget still counts every batch

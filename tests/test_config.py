@@ -27,8 +27,8 @@ def compose_cfg(overrides: list[str], tmp_path: Path):
 
 
 def test_config_groups_are_the_documented_ones():
-    expected = {"callbacks", "data", "experiment", "logger", "loss", "metrics", "model",
-                "optimizer", "paths", "trainer"}  # fmt: skip
+    expected = {"augment", "callbacks", "data", "experiment", "logger", "loss", "metrics",
+                "model", "optimizer", "paths", "regularizer", "trainer"}  # fmt: skip
     assert set(GROUPS) == expected
 
 
@@ -40,7 +40,7 @@ def test_option_composes_and_resolves(group, option, tmp_path):
     if group == "experiment":
         return
     assert HydraConfig.get().runtime.choices[group] == option
-    if group in ("loss", "logger") and cfg.get(group):
+    if group in ("loss", "regularizer", "augment", "logger") and cfg.get(group):
         assert instantiate(cfg[group]) is not None
     if group == "optimizer":
         import torch

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from gan_lab.gan.objectives import HingeLoss, LeastSquaresLoss, NonSaturatingLoss
+from gan_lab.gan.objectives import HingeLoss, LeastSquaresLoss, NonSaturatingLoss, WassersteinLoss
 
-LOSSES = [NonSaturatingLoss(), HingeLoss(), LeastSquaresLoss()]
+LOSSES = [NonSaturatingLoss(), HingeLoss(), LeastSquaresLoss(), WassersteinLoss()]
 
 
 def test_bce_at_zero_logits_is_log_two_per_term():

@@ -38,7 +38,7 @@ def test_smoke_run_writes_summary_grids_checkpoints_and_offline_wandb(run_env, r
     assert run["state"] == "finished" and run["config"]["model"]["latent_dim"] == 100
     logged = run["summary"]
     assert logged["val/fid_domain"] == pytest.approx(summary["metrics"]["fid_domain"])
-    assert {"train/d_loss", "train/g_loss", "train/d_real", "train/d_fake"} <= set(logged)
+    assert {"train/d_loss", "train/g_loss", "train/d_real_prob", "train/d_fake_prob"} <= set(logged)
     assert logged["samples"]["_type"].startswith("images")
     # The outcome of the run, as summary.json has it, is in the W&B summary too.
     assert logged["status"] == "completed" and logged["generator_steps"] == 20

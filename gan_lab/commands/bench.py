@@ -170,7 +170,7 @@ def lightning_segment(module, datamodule, cfg: DictConfig, steps: int, warmup: i
 def plain_segment(module, datamodule, cfg: DictConfig, steps: int, warmup: int,
                   device: torch.device) -> dict[str, float]:  # fmt: skip
     """The same step as GANModule.training_step, written as a hand-made PyTorch loop."""
-    G, D, loss = module.generator, module.discriminator, module.loss
+    G, D, objective = module.generator, module.discriminator, module.objective
     opt_g = instantiate(cfg.optimizer.generator)(G.parameters())
     opt_d = instantiate(cfg.optimizer.discriminator)(D.parameters())
     precision = str(cfg.trainer.precision)
@@ -190,25 +190,24 @@ def plain_segment(module, datamodule, cfg: DictConfig, steps: int, warmup: int,
             scaler.update()
 
     batches = _cycle(datamodule.train_dataloader())
-    start = None
+    latents = lambda n: torch.randn(n, module.latent_dim, device=device)  # noqa: E731
+    start, d_step = None, 0
     for i in range(steps + warmup):
         if i == warmup:
             sync(device)
             start = time.perf_counter()
         real = datamodule.on_after_batch_transfer(next(batches).to(device), 0)
         real = real.contiguous(memory_format=fmt)
-        n = real.size(0)
         D.requires_grad_(True)
         for _ in range(cfg.n_disc):
             with autocast():
-                with torch.no_grad():
-                    fake = G(torch.randn(n, module.latent_dim, device=device))
-                d_loss = loss.discriminator(D(real).float(), D(fake).float())
+                d_loss, _ = objective.discriminator_loss(G, D, real, latents, d_step)
+            d_step += 1
             opt_d.zero_grad(set_to_none=True)
             backward_step(d_loss, opt_d)
         D.requires_grad_(False)  # as Lightning's toggled_optimizer: no D gradients in G's step
         with autocast():
-            g_loss = loss.generator(D(G(torch.randn(n, module.latent_dim, device=device))).float())
+            g_loss, _ = objective.generator_loss(G, D, real, latents)
         opt_g.zero_grad(set_to_none=True)
         backward_step(g_loss, opt_g)
     D.requires_grad_(True)

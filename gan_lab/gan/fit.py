@@ -20,6 +20,7 @@ from gan_lab.gan.checkpoints import check_checkpoint_readable, resolve_ckpt_path
 from gan_lab.gan.distributed import isolated_job, use_job_subprocess_cmd
 from gan_lab.gan.loggers import ContinuingCSVLogger, log_final_summary
 from gan_lab.gan.module import GANModule
+from gan_lab.gan.objectives import Objective
 from gan_lab.gan.summary import write_summary
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,12 @@ def build_module(cfg: DictConfig) -> GANModule:
         discriminator_optimizer=check_optimizer(
             "discriminator", instantiate(cfg.optimizer.discriminator)
         ),
-        loss=instantiate(cfg.loss),
+        objective=Objective(
+            loss=instantiate(cfg.loss),
+            # none.yaml is an empty node: no regularizer, no augmentation
+            regularizer=instantiate(cfg.regularizer) if cfg.get("regularizer") else None,
+            augment=instantiate(cfg.augment) if cfg.get("augment") else None,
+        ),
         latent_dim=cfg.model.latent_dim,
         n_disc=cfg.n_disc,
         seed=cfg.seed,

@@ -5,11 +5,16 @@ updates (fresh noise each, the same real batch) and then one generator update. L
 ``trainer.global_step`` counts every optimizer step, i.e. ``(n_disc + 1)`` per batch, so the
 step budget is converted to generator steps in :mod:`gan_lab.gan.fit`. Loggers already get
 batches (= generator steps) as their x-axis: Lightning logs ``_batches_that_stepped``.
+
+The losses come from the objective (:class:`gan_lab.gan.objectives.Objective`: adversarial loss,
+regularizer, augmentation); this module steps the optimizers and handles precision, the
+NaN policy and EMA.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -18,8 +23,10 @@ import torch
 from torch import nn
 
 from gan_lab.errors import UserError
-from gan_lab.gan.objectives import NonSaturatingLoss
+from gan_lab.gan.objectives import Objective
 from gan_lab.gan.rng import collect_rng_states, set_rng_states
+
+log = logging.getLogger(__name__)
 
 NONFINITE_POLICIES = ("stop", "skip")
 # Validation latents come in blocks of this many rows, each block from its own seeded
@@ -30,7 +37,7 @@ OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
 class GANModule(L.LightningModule):
-    """Generator + discriminator + adversarial loss, trained by alternating updates."""
+    """Generator + discriminator + objective, trained by alternating updates."""
 
     def __init__(
         self,
@@ -38,7 +45,7 @@ class GANModule(L.LightningModule):
         discriminator: nn.Module,
         generator_optimizer: OptimizerFactory,
         discriminator_optimizer: OptimizerFactory,
-        loss: Any | None = None,
+        objective: Objective | None = None,
         latent_dim: int = 100,
         n_disc: int = 1,
         num_fixed_samples: int = 64,
@@ -55,7 +62,7 @@ class GANModule(L.LightningModule):
         self.discriminator = discriminator
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer
-        self.loss = loss if loss is not None else NonSaturatingLoss()
+        self.objective = objective if objective is not None else Objective()
         self.latent_dim = latent_dim
         self.n_disc = n_disc
         # The resolved run config, stored in every checkpoint: gan_lab.eval / gan_lab.sample
@@ -112,7 +119,13 @@ class GANModule(L.LightningModule):
         if self.compile_networks and not getattr(self, "_compiled", False):
             # In place (nn.Module.compile): parameter names and checkpoints stay the same.
             self.generator.compile()
-            self.discriminator.compile()
+            if self.objective.needs_double_backward:
+                # torch.compile (aot_autograd) cannot differentiate twice, as the gradient
+                # penalties do ("does not currently support double backward").
+                log.info("compile: the regularizer needs double backward; compiling only the "
+                         "generator")  # fmt: skip
+            else:
+                self.discriminator.compile()
             self._compiled = True
 
     def on_fit_start(self) -> None:
@@ -173,17 +186,18 @@ class GANModule(L.LightningModule):
 
     def training_step(self, real: torch.Tensor, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
-        n = real.size(0)
+        G, D = self.generator, self.discriminator
         if self.channels_last:
             real = real.contiguous(memory_format=torch.channels_last)
 
+        # The global index of each D update, from the checkpointed step counter: lazy
+        # regularizers stay on their grid through a resume.
+        first_d_step = self.generator_steps * self.n_disc
         with self.toggled_optimizer(opt_d):
-            for _ in range(self.n_disc):
-                with torch.no_grad():
-                    fake = self.generator(self.noise(n))
-                real_logits = self.discriminator(real).float()
-                fake_logits = self.discriminator(fake).float()
-                d_loss = self.loss.discriminator(real_logits, fake_logits)
+            for i in range(self.n_disc):
+                d_loss, d_logs = self.objective.discriminator_loss(
+                    G, D, real, self.noise, d_step=first_d_step + i
+                )
                 opt_d.zero_grad(set_to_none=True)
                 if self._finite(d_loss, "the discriminator loss"):
                     self.manual_backward(d_loss)
@@ -192,8 +206,7 @@ class GANModule(L.LightningModule):
                     self._count_skipped_step(opt_d)
 
         with self.toggled_optimizer(opt_g):
-            gen_logits = self.discriminator(self.generator(self.noise(n))).float()
-            g_loss = self.loss.generator(gen_logits)
+            g_loss, g_logs = self.objective.generator_loss(G, D, real, self.noise)
             opt_g.zero_grad(set_to_none=True)
             if self._finite(g_loss, "the generator loss"):
                 self.manual_backward(g_loss)
@@ -202,15 +215,10 @@ class GANModule(L.LightningModule):
                 self._count_skipped_step(opt_g)
         self._update_ema()
 
-        self.log_dict(
-            {
-                "train/d_loss": d_loss.detach(),
-                "train/g_loss": g_loss.detach(),
-                "train/d_real": torch.sigmoid(real_logits.detach()).mean(),  # D(x)
-                "train/d_fake": torch.sigmoid(fake_logits.detach()).mean(),  # D(G(z))
-            },
-            prog_bar=True,
-        )
+        # Each loss and regularizer names its own scalars (README "Losses").
+        logs = {"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}
+        logs.update({f"train/{k}": v for k, v in {**d_logs, **g_logs}.items()})
+        self.log_dict(logs, prog_bar=True)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["gan_lab_config"] = self.config
