@@ -225,7 +225,7 @@ def test_regularizer_augment_channels_last_and_ema_train_together():
 
 def test_compile_leaves_d_eager_when_the_regularizer_needs_double_backward(caplog):
     module = _module(Objective(regularizer=R1()), compile=True)
-    with caplog.at_level(logging.INFO, logger="gan_lab.module"):
+    with caplog.at_level(logging.INFO, logger="gan_lab.gan.module"):
         module.configure_model()
     assert module.generator._compiled_call_impl is not None
     assert module.discriminator._compiled_call_impl is None
@@ -248,7 +248,7 @@ def test_compile_with_r1_trains():
                      ("augment", "diffaugment")],
 )  # fmt: skip
 def test_objective_configs_pass_the_checkpoint_target_allowlist(group, option):
-    from gan_lab.checkpoints import safe_instantiate
+    from gan_lab.gan.checkpoints import safe_instantiate
     from omegaconf import OmegaConf
 
     conf = Path(__file__).resolve().parent.parent / "conf"
