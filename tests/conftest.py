@@ -101,3 +101,14 @@ def train_short_run(run_dir: Path, data_dir: Path, steps: int = 20) -> Path:
     )  # fmt: skip
     fit(cfg, run_dir)
     return run_dir
+
+
+def module_options(**overrides):
+    """GANModule's settings as conf/module/gan.yaml gives them (their one home), overridden."""
+    from omegaconf import OmegaConf
+
+    from gan_lab.config import CONF_DIR
+
+    options = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "module" / "gan.yaml"))
+    options.pop("_target_")
+    return {**options, **overrides}

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gan_lab.gan import augment
 from gan_lab.errors import UserError
+from gan_lab.gan import augment
 from gan_lab.gan.augment import DiffAugment
 
 

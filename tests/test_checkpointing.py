@@ -7,6 +7,7 @@ import math
 import lightning as L
 import pytest
 import torch
+from conftest import module_options
 from torch import nn
 
 from gan_lab.errors import UserError
@@ -59,9 +60,10 @@ def _module(**kwargs) -> GANModule:
         discriminator=nn.Sequential(nn.Linear(4, 1), nn.Flatten(0)),
         generator_optimizer=opt,
         discriminator_optimizer=opt,
+        objective=kwargs.pop("objective", Objective()),
         latent_dim=2,
-        num_fixed_samples=4,
-        **kwargs,
+        seed=0,
+        **module_options(num_fixed_samples=4, **kwargs),
     )
 
 
@@ -120,7 +122,8 @@ def _image_module(**options) -> GANModule:
                                     nn.Flatten(0)),
         generator_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
         discriminator_optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
-        latent_dim=2, num_fixed_samples=4, **options,
+        objective=Objective(), latent_dim=2, seed=0,
+        **module_options(num_fixed_samples=4, **options),
     )  # fmt: skip
 
 
@@ -167,7 +170,7 @@ def test_each_built_module_compiles_afresh(tmp_path, monkeypatch):
     from gan_lab.gan.fit import build_module
 
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
-    cfg = compose_config(["compile=true", "model.latent_dim=8"], tmp_path)
+    cfg = compose_config(["module.compile=true", "model.latent_dim=8"], tmp_path)
     z = torch.randn(2, 8)
     for _job in range(2):
         counters.clear()

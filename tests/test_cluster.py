@@ -41,11 +41,11 @@ def test_fid_search_minimizes_over_lr_betas_latent_dim_and_n_disc():
     assert sweeper._target_.endswith("OptunaSweeper")
     assert sweeper.direction == "minimize"
     assert set(sweeper.params) == {"optimizer.lr", "optimizer.beta1", "optimizer.beta2",
-                                   "model.latent_dim", "n_disc"}  # fmt: skip
+                                   "model.latent_dim", "module.n_disc"}  # fmt: skip
     # Every searched key exists in the training config.
     cfg = _compose([f"{key}={value}" for key, value in {
         "optimizer.lr": 1e-4, "optimizer.beta1": 0.3, "optimizer.beta2": 0.99,
-        "model.latent_dim": 50, "n_disc": 2}.items()])  # fmt: skip
+        "model.latent_dim": 50, "module.n_disc": 2}.items()])  # fmt: skip
     assert list(cfg.optimizer.generator.betas) == [0.3, 0.99]
 
 
@@ -62,7 +62,7 @@ def test_optuna_search_runs_and_reports_the_best_fid(run_env, repo_root, tmp_pat
             for i in range(3)]  # fmt: skip
     assert result["best_value"] == pytest.approx(min(fids))
     assert set(result["best_params"]) == {"optimizer.lr", "optimizer.beta1", "optimizer.beta2",
-                                          "model.latent_dim", "n_disc"}  # fmt: skip
+                                          "model.latent_dim", "module.n_disc"}  # fmt: skip
 
 
 @pytest.mark.slow

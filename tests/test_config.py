@@ -28,7 +28,7 @@ def compose_cfg(overrides: list[str], tmp_path: Path):
 
 def test_config_groups_are_the_documented_ones():
     expected = {"augment", "callbacks", "data", "experiment", "logger", "loss", "metrics",
-                "model", "optimizer", "paths", "regularizer", "trainer"}  # fmt: skip
+                "model", "module", "optimizer", "paths", "regularizer", "trainer"}  # fmt: skip
     assert set(GROUPS) == expected
 
 
@@ -51,7 +51,7 @@ def test_option_composes_and_resolves(group, option, tmp_path):
 
 @pytest.mark.parametrize("option", ["default", "cpu", "cpu_bf16"])
 def test_cpu_trainers_build(option, tmp_path):
-    cfg = compose_cfg([f"trainer={option}", "trainer.max_steps=7", "n_disc=2"], tmp_path)
+    cfg = compose_cfg([f"trainer={option}", "trainer.max_steps=7", "module.n_disc=2"], tmp_path)
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
     # gan_lab steps are generator updates: Lightning counts (n_disc + 1) optimizer steps each.
     assert trainer.max_steps == 21
@@ -135,3 +135,27 @@ def test_report_sweeps_build_every_setting(experiment, tmp_path):
             g, d = instantiate(cfg.model.generator), instantiate(cfg.model.discriminator)
             x = g(torch.randn(2, cfg.model.latent_dim))
             assert x.shape[-1] == cfg.data.image_size and d(x).shape == (2,)
+
+
+def test_module_group_holds_the_ganmodule_settings(tmp_path):
+    """GANModule comes from conf/module/ (its _target_ and its only defaults)."""
+    from gan_lab.gan.fit import build_module
+    from gan_lab.gan.module import GANModule
+
+    cfg = compose_cfg(["module.n_disc=3", "module.ema_decay=0.9", "model.latent_dim=8"], tmp_path)
+    assert "n_disc" not in cfg and "ema_decay" not in cfg  # no second home at the root
+    module = build_module(cfg)
+    assert type(module) is GANModule
+    assert (module.n_disc, module.ema_decay, module.on_nonfinite) == (3, 0.9, "stop")
+
+
+def test_moved_root_keys_still_work_with_one_notice(capsys):
+    from gan_lab.commands.cli import rename_moved_keys
+
+    args = rename_moved_keys(["n_disc=5", "compile=true", "model=dcgan32", "seed=1"])
+    assert args == ["module.n_disc=5", "module.compile=true", "model=dcgan32", "seed=1"]
+    notices = capsys.readouterr().err.splitlines()
+    assert notices == [
+        "n_disc is now module.n_disc; running with module.n_disc=5",
+        "compile is now module.compile; running with module.compile=true",
+    ]

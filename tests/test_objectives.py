@@ -13,6 +13,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import module_options
 from torch import nn
 
 from gan_lab.errors import UserError
@@ -189,8 +190,8 @@ class RecordingObjective(Objective):
 def _module(objective, **options) -> GANModule:
     G, D = _nets()
     opt = lambda p: torch.optim.Adam(p, lr=1e-3)  # noqa: E731
-    return GANModule(G, D, opt, opt, objective=objective, latent_dim=LATENT, num_fixed_samples=4,
-                     **options)  # fmt: skip
+    return GANModule(G, D, opt, opt, objective=objective, latent_dim=LATENT, seed=0,
+                     **module_options(num_fixed_samples=4, **options))  # fmt: skip
 
 
 def _trainer(steps: int, n_disc: int = 1) -> L.Trainer:
@@ -248,8 +249,9 @@ def test_compile_with_r1_trains():
                      ("augment", "diffaugment")],
 )  # fmt: skip
 def test_objective_configs_pass_the_checkpoint_target_allowlist(group, option):
-    from gan_lab.gan.checkpoints import safe_instantiate
     from omegaconf import OmegaConf
+
+    from gan_lab.gan.checkpoints import safe_instantiate
 
     conf = Path(__file__).resolve().parent.parent / "conf"
     built = safe_instantiate(OmegaConf.load(conf / group / f"{option}.yaml"), where=group)
@@ -259,7 +261,7 @@ def test_objective_configs_pass_the_checkpoint_target_allowlist(group, option):
 # ---------------------------------------------------------------------------- real runs
 RUNS = {
     "hinge": (["loss=hinge"], {"train/d_real_logit", "train/d_fake_logit"}),
-    "wgan_gp": (["loss=wasserstein", "regularizer=gp", "n_disc=2"],
+    "wgan_gp": (["loss=wasserstein", "regularizer=gp", "module.n_disc=2"],
                 {"train/wasserstein_estimate", "train/gp"}),
     "r1": (["regularizer=r1", "regularizer.every=2"], {"train/d_real_prob", "train/r1"}),
     "diffaugment": (["augment=diffaugment"], {"train/d_real_prob", "train/d_fake_prob"}),

@@ -54,8 +54,8 @@ def training_config(overrides: list[str], batch_size: int, precision: str = "32-
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=[
             *overrides, "logger=none", "metrics=none", f"data.batch_size={batch_size}",
-            f"trainer.precision={precision}", f"channels_last={channels_last}",
-            f"compile={compile}", f"paths.output_dir={tempfile.gettempdir()}/gan_lab_bench",
+            f"trainer.precision={precision}", f"module.channels_last={channels_last}",
+            f"module.compile={compile}", f"paths.output_dir={tempfile.gettempdir()}/gan_lab_bench",
         ])  # fmt: skip
 
 
@@ -158,7 +158,7 @@ def lightning_segment(module, datamodule, cfg: DictConfig, steps: int, warmup: i
                       device: torch.device) -> dict[str, float]:  # fmt: skip
     timer = StepTimer(warmup, device)
     trainer = quiet_trainer(device, precision=cfg.trainer.precision, callbacks=[timer],
-                            max_steps=(steps + warmup) * (cfg.n_disc + 1),
+                            max_steps=(steps + warmup) * (cfg.module.n_disc + 1),
                             limit_val_batches=0, num_sanity_val_steps=0)  # fmt: skip
     trainer.fit(module, datamodule=datamodule)
     seconds = timer.end - timer.start
@@ -199,7 +199,7 @@ def plain_segment(module, datamodule, cfg: DictConfig, steps: int, warmup: int,
         real = datamodule.on_after_batch_transfer(next(batches).to(device), 0)
         real = real.contiguous(memory_format=fmt)
         D.requires_grad_(True)
-        for _ in range(cfg.n_disc):
+        for _ in range(cfg.module.n_disc):
             with autocast():
                 d_loss, _ = objective.discriminator_loss(G, D, real, latents, d_step)
             d_step += 1
@@ -240,7 +240,7 @@ def compare_training(name: str, cfg: DictConfig, bench: DictConfig,
     lightning, plain = _mean(ips["lightning"]), _mean(ips["plain"])
     return {
         "name": name, "precision": str(cfg.trainer.precision),
-        "channels_last": bool(cfg.channels_last), "compile": bool(cfg.compile),
+        "channels_last": bool(cfg.module.channels_last), "compile": bool(cfg.module.compile),
         "batch_size": int(cfg.data.batch_size), "lightning_images_per_second": lightning,
         "plain_images_per_second": plain, "ratio": lightning / plain,
         "segments": ips, "data_wait_share": _mean([r["data_wait_share"] for r in
@@ -270,12 +270,12 @@ def largest_batch(name: str, cfg: DictConfig, bench: DictConfig,
                                 limit_val_batches=0, num_sanity_val_steps=0)  # fmt: skip
         found = Tuner(trainer).scale_batch_size(
             module, datamodule=datamodule, mode="binsearch", init_val=bench.batch_size,
-            steps_per_trial=2 * (cfg.n_disc + 1),  # optimizer steps: 2 batches per trial
+            steps_per_trial=2 * (cfg.module.n_disc + 1),  # optimizer steps: 2 batches per trial
             max_trials=bench.largest_batch_trials, max_val=bench.largest_batch_max,
             margin=0.0,  # the largest that fit, not a safety-trimmed one
         )  # fmt: skip
     return {"name": name, "precision": str(cfg.trainer.precision),
-            "channels_last": bool(cfg.channels_last), "largest_batch": found,
+            "channels_last": bool(cfg.module.channels_last), "largest_batch": found,
             "at_search_limit": found >= bench.largest_batch_max,
             "peak_memory_mb": peak_memory_mb(device)}  # fmt: skip
 
@@ -446,7 +446,7 @@ def profile_training(name: str, cfg: DictConfig, bench: DictConfig, device: torc
     top = [{"op": e.key, "share": getattr(e, attr) / total, "calls": e.count}
            for e in events[: bench.profile_top]]  # fmt: skip
     return {"name": name, "precision": str(cfg.trainer.precision),
-            "channels_last": bool(cfg.channels_last), "steps": bench.profile_steps,
+            "channels_last": bool(cfg.module.channels_last), "steps": bench.profile_steps,
             "top_ops": top, "trace": str(trace)}  # fmt: skip
 
 

@@ -23,6 +23,12 @@ DEPRECATED_CHOICES = {
     ("model", "seed003"): "keras_mnist",
     ("model", "seed000_bedroom"): "keras_bedroom64",
 }
+# Root keys that moved into the module group (conf/module/gan.yaml). Old commands, sweeps and
+# the saved overrides of earlier runs (resume=<run dir>) still use them.
+MOVED_KEYS = {
+    key: f"module.{key}"
+    for key in ("n_disc", "ema_decay", "on_nonfinite", "channels_last", "compile")
+}
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -36,6 +42,19 @@ class OneLineArgumentParser(argparse.ArgumentParser):
 def exit_with_error(message: str, code: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def rename_moved_keys(args: Sequence[str]) -> list[str]:
+    """``n_disc=5`` becomes ``module.n_disc=5`` (``MOVED_KEYS``), with one notice per key."""
+    renamed = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in MOVED_KEYS:
+            print(f"{key} is now {MOVED_KEYS[key]}; running with {MOVED_KEYS[key]}={value}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            arg = f"{MOVED_KEYS[key]}={value}"
+        renamed.append(arg)
+    return renamed
 
 
 def check_group_choices(args: Sequence[str], conf_dir: Path = CONF_DIR) -> None:

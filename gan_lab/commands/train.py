@@ -14,7 +14,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from gan_lab.commands.cli import check_composes, check_group_choices, run_user_errors_as_one_line
+from gan_lab.commands.cli import (
+    check_composes,
+    check_group_choices,
+    rename_moved_keys,
+    run_user_errors_as_one_line,
+)
 from gan_lab.config import CONF_DIR, hydra_quoted
 from gan_lab.errors import UserError, find_user_error
 
@@ -96,6 +101,7 @@ def expand_resume(args: list[str]) -> list[str]:
 def main() -> None:
     """Console-script entry point (``gan-lab-train``)."""
     sys.argv[1:] = run_user_errors_as_one_line(lambda: expand_resume(sys.argv[1:]))
+    sys.argv[1:] = rename_moved_keys(sys.argv[1:])
     run_user_errors_as_one_line(lambda: check_group_choices(sys.argv[1:]))
     run_user_errors_as_one_line(lambda: check_composes(sys.argv[1:]))
     train()

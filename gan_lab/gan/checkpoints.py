@@ -153,3 +153,10 @@ def load_generator(
             f"checkpoint generator does not match its config: {str(err)[:160]}"
         ) from None
     return generator.eval(), config, ckpt
+
+
+def stored_n_disc(config: Mapping[str, Any]) -> int:
+    """``n_disc`` of a run config stored in a checkpoint: ``module.n_disc``, or the root key
+    that held it before the module group existed."""
+    module = config.get("module") or {}
+    return int(module.get("n_disc", config.get("n_disc", 1)))

@@ -16,7 +16,12 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from gan_lab.gan.checkpoints import load_generator, resolve_ckpt_path, safe_instantiate
+from gan_lab.gan.checkpoints import (
+    load_generator,
+    resolve_ckpt_path,
+    safe_instantiate,
+    stored_n_disc,
+)
 from gan_lab.metrics.compute import cached_outputs, extract, fid_score, inception_score, kid_score
 from gan_lab.metrics.extractors import build_extractor, resolve_extractors
 from gan_lab.metrics.protocol import check_counts, kid_subset, label, warn_if_fewer
@@ -130,7 +135,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         protocol["kid_subset_size"] = kid_subset(m.kid_subset_size, n, n)
     return {
         "ckpt_path": str(resolve_ckpt_path(cfg.ckpt_path)),
-        "generator_steps": int(ckpt.get("global_step", 0)) // (config.get("n_disc", 1) + 1),
+        "generator_steps": int(ckpt.get("global_step", 0)) // (stored_n_disc(config) + 1),
         "dataset": datamodule.name,
         "metrics": results,
         "metrics_protocol": protocol,

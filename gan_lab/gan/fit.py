@@ -68,14 +68,15 @@ def check_optimizer(name: str, factory: Any) -> Any:
 
 
 def build_module(cfg: DictConfig) -> GANModule:
-    if cfg.n_disc < 1:
-        raise UserError(f"n_disc must be at least 1, got {cfg.n_disc}")
-    if cfg.get("compile", False):
+    """``instantiate(cfg.module)`` (GANModule and its settings), given the networks, the
+    optimizers and the objective built from their own groups."""
+    if cfg.module.get("compile", False):
         # Every compiled module shares one code object (nn.Module._call_impl) whose dynamo
         # cache holds recompile_limit (8) entries: in a multirun's one process, jobs after the
         # second would silently run eagerly. Each job's networks start from an empty cache.
         torch._dynamo.reset()
-    return GANModule(
+    module = instantiate(
+        cfg.module,
         generator=instantiate(cfg.model.generator),
         discriminator=instantiate(cfg.model.discriminator),
         generator_optimizer=check_optimizer("generator", instantiate(cfg.optimizer.generator)),
@@ -89,14 +90,11 @@ def build_module(cfg: DictConfig) -> GANModule:
             augment=instantiate(cfg.augment) if cfg.get("augment") else None,
         ),
         latent_dim=cfg.model.latent_dim,
-        n_disc=cfg.n_disc,
         seed=cfg.seed,
-        config=OmegaConf.to_container(cfg, resolve=True),
-        ema_decay=cfg.get("ema_decay"),
-        on_nonfinite=cfg.get("on_nonfinite", "stop"),
-        channels_last=cfg.get("channels_last", False),
-        compile=cfg.get("compile", False),
     )
+    # Set after instantiate, which would treat this dict as config and build its _target_s.
+    module.config = OmegaConf.to_container(cfg, resolve=True)
+    return module
 
 
 def build_metrics(cfg: DictConfig, datamodule: Any) -> Any:
@@ -128,7 +126,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[L.Callback], loggers: list[An
             raise UserError(f"trainer.{key} must be an integer (-1: no limit), got {value!r}")
     max_steps = settings.get("max_steps", -1)
     if max_steps > 0:
-        max_steps *= cfg.n_disc + 1  # Lightning counts every optimizer step
+        max_steps *= cfg.module.n_disc + 1  # Lightning counts every optimizer step
     use_job_subprocess_cmd()  # DDP child ranks re-run this job, not the sweep
     try:
         return instantiate(

@@ -45,29 +45,34 @@ class GANModule(L.LightningModule):
         discriminator: nn.Module,
         generator_optimizer: OptimizerFactory,
         discriminator_optimizer: OptimizerFactory,
-        objective: Objective | None = None,
-        latent_dim: int = 100,
-        n_disc: int = 1,
-        num_fixed_samples: int = 64,
-        seed: int = 0,
-        config: dict[str, Any] | None = None,
-        ema_decay: float | None = None,
-        on_nonfinite: str = "stop",
-        channels_last: bool = False,
-        compile: bool = False,
+        objective: Objective,
+        latent_dim: int,
+        seed: int,
+        *,
+        n_disc: int,
+        ema_decay: float | None,
+        on_nonfinite: str,
+        channels_last: bool,
+        compile: bool,
+        num_fixed_samples: int,
+        run_config: dict[str, Any] | None = None,
     ) -> None:
+        """The keyword-only settings have their defaults in one place, conf/module/gan.yaml;
+        gan_lab.gan.fit builds the module from that group with ``instantiate``."""
+        if isinstance(n_disc, bool) or not isinstance(n_disc, int) or n_disc < 1:
+            raise UserError(f"module.n_disc must be an integer >= 1, got {n_disc!r}")
         super().__init__()
         self.automatic_optimization = False
         self.generator = generator
         self.discriminator = discriminator
         self.generator_optimizer = generator_optimizer
         self.discriminator_optimizer = discriminator_optimizer
-        self.objective = objective if objective is not None else Objective()
+        self.objective = objective
         self.latent_dim = latent_dim
         self.n_disc = n_disc
         # The resolved run config, stored in every checkpoint: gan_lab.eval / gan_lab.sample
         # rebuild the networks and the data from it.
-        self.config = config
+        self.config = run_config
         # Fixed noise for sample grids: a buffer, so it is checkpointed and follows the device.
         noise = torch.randn(
             num_fixed_samples, latent_dim, generator=torch.Generator().manual_seed(seed)
@@ -76,13 +81,14 @@ class GANModule(L.LightningModule):
         self.seed = seed
         if on_nonfinite not in NONFINITE_POLICIES:
             raise UserError(
-                f"on_nonfinite must be one of {list(NONFINITE_POLICIES)}, got {on_nonfinite!r}"
+                f"module.on_nonfinite must be one of {list(NONFINITE_POLICIES)}, "
+                f"got {on_nonfinite!r}"
             )
         self.on_nonfinite = on_nonfinite
         self.skipped_steps = 0
         # EMA of the generator's weights (buffers copied): samples and evaluation use it.
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
-            raise UserError(f"ema_decay must be in (0, 1) or null, got {ema_decay!r}")
+            raise UserError(f"module.ema_decay must be in (0, 1) or null, got {ema_decay!r}")
         self.ema_decay = ema_decay
         self.generator_ema = None
         if ema_decay is not None:
