@@ -89,7 +89,7 @@ def test_radford_64_widths():
 
 MODEL_DATA = [("dcgan", "mnist"), ("dcgan", "cifar10"), ("dcgan32", "cifar10"),
               ("dcgan64", "folder"), ("seed003", "mnist"), ("seed003", "cifar10"),
-              ("seed000_bedroom", "folder")]  # fmt: skip
+              ("seed000_bedroom", "folder"), ("resnet32", "cifar10")]  # fmt: skip
 
 
 @pytest.mark.parametrize("model,data", MODEL_DATA)
