@@ -89,7 +89,7 @@ def test_radford_64_widths():
 
 MODEL_DATA = [("dcgan", "mnist"), ("dcgan", "cifar10"), ("dcgan32", "cifar10"),
               ("dcgan64", "folder"), ("keras_mnist", "mnist"), ("keras_mnist", "cifar10"),
-              ("keras_bedroom64", "folder")]  # fmt: skip
+              ("keras_bedroom64", "folder"), ("resnet32", "cifar10")]  # fmt: skip
 # Deprecated names: each YAML pulls its new config (test_deprecated_model_names_...).
 RENAMED = {"seed003": ("keras_mnist", "mnist"), "seed000_bedroom": ("keras_bedroom64", "folder")}
 

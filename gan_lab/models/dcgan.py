@@ -11,6 +11,12 @@ the first, as in Radford), each optionally followed by 2x2 max pooling, then fla
 layer to one logit. The flatten + linear head accepts any final map size, so only a map that
 shrinks below 1x1 is an error.
 
+``norm: spectral`` uses no normalization layer; instead every conv, transposed conv and linear
+layer of that network (the generator's projection and the discriminator's head included) is
+spectrally normalized (Miyato et al., 2018; :func:`gan_lab.models.layers.apply_spectral_norm`),
+after the N(0, 0.02) init. With no norm layer to supply a shift, its layers keep their biases
+(``none`` keeps its bias-free layout, so that its existing checkpoints still load).
+
 With ``padding: null`` the padding is chosen for exact ``stride``-fold resizing (any kernel
 size), which keeps kernel-size sweeps from changing output sizes. The generator's start size
 ``s0`` is derived from the image size unless given; a combination that cannot produce the
@@ -25,7 +31,13 @@ import torch
 from torch import nn
 
 from gan_lab.errors import UserError
-from gan_lab.models.layers import activation, init_dcgan_weights, norm2d, require_positive
+from gan_lab.models.layers import (
+    activation,
+    apply_spectral_norm,
+    init_dcgan_weights,
+    norm2d,
+    require_positive,
+)
 
 
 def _convt_out(size: int, kernel: int, stride: int, padding: int, output_padding: int) -> int:
@@ -98,8 +110,9 @@ class DCGANGenerator(nn.Module):
             )
         self.init_size = init_size
         width = base_width * 2 ** (num_layers - 1)
+        bias = norm == "spectral"  # no norm layer follows to supply a shift
         self.project = nn.Sequential(
-            nn.Linear(latent_dim, width * init_size * init_size, bias=False),
+            nn.Linear(latent_dim, width * init_size * init_size, bias=bias),
             nn.Unflatten(1, (width, init_size, init_size)),
             norm2d(norm, width, "model.generator.norm"),
             activation(activation_name, "model.generator.activation"),
@@ -110,7 +123,7 @@ class DCGANGenerator(nn.Module):
             out_ch = channels if last else width // 2
             layers.append(
                 nn.ConvTranspose2d(
-                    width, out_ch, kernel_size, stride, padding, output_padding, bias=last
+                    width, out_ch, kernel_size, stride, padding, output_padding, bias=last or bias
                 )
             )
             if last:
@@ -148,7 +161,8 @@ class DCGANDiscriminator(nn.Module):
         size, in_ch = image_size, channels
         for i in range(num_layers):
             out_ch = base_width * 2**i
-            layers.append(nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, bias=i == 0))
+            bias = i == 0 or norm == "spectral"  # no norm layer follows to supply a shift
+            layers.append(nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, bias=bias))
             size = _conv_out(size, kernel_size, stride, padding)
             if i > 0:
                 layers.append(norm2d(norm, out_ch, "model.discriminator.norm"))
@@ -184,7 +198,8 @@ def build_generator(
     norm: str = "batch",
     activation: str = "relu",
 ) -> DCGANGenerator:
-    """A DCGAN generator with N(0, 0.02) init; see the module docstring for the layout."""
+    """A DCGAN generator with N(0, 0.02) init (then spectral norm with ``norm="spectral"``);
+    see the module docstring for the layout."""
     require_positive(latent_dim, "model.latent_dim")
     for knob, value in [
         ("data.image_size", image_size),
@@ -200,6 +215,8 @@ def build_generator(
         padding, init_size, norm, activation,
     )  # fmt: skip
     init_dcgan_weights(net)
+    if norm == "spectral":
+        apply_spectral_norm(net)
     return net
 
 
@@ -215,7 +232,8 @@ def build_discriminator(
     norm: str = "batch",
     activation: str = "leaky_relu",
 ) -> DCGANDiscriminator:
-    """A DCGAN discriminator with N(0, 0.02) init; see the module docstring for the layout."""
+    """A DCGAN discriminator with N(0, 0.02) init (then spectral norm with ``norm="spectral"``);
+    see the module docstring for the layout."""
     for knob, value in [
         ("data.image_size", image_size),
         ("data.channels", channels),
@@ -230,4 +248,6 @@ def build_discriminator(
         norm, activation,
     )  # fmt: skip
     init_dcgan_weights(net)
+    if norm == "spectral":
+        apply_spectral_norm(net)
     return net
