@@ -309,9 +309,9 @@ def _completed(proc, run_dir: Path, steps: int) -> dict:
 RUNS = {
     "resnet32": ["model=resnet32"],
     "dcgan32_spectral_d": ["model=dcgan32", "model.discriminator.norm=spectral"],
-    "dcgan32_spectral_ema_channels_last": ["model=dcgan32", "model.generator.norm=spectral",
-                                           "model.discriminator.norm=spectral", "module.ema_decay=0.9",
-                                           "module.channels_last=true"],
+    "dcgan32_spectral_ema_channels_last": [
+        "model=dcgan32", "model.generator.norm=spectral", "model.discriminator.norm=spectral",
+        "module.ema_decay=0.9", "module.channels_last=true"],
 }  # fmt: skip
 
 
