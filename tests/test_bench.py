@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_lab.commands.bench import main, matmul_peak
+from gan_lab.commands.bench import main
+from gan_lab.gan.bench.throughput import matmul_peak
 
 TINY = ["steps=2", "warmup=1", "repeats=1", "~models.dcgan64", "precision_models=[mnist_default]",
         "batch_size=32", "compile=[false]", "data_batches=3", "eval_images=32",

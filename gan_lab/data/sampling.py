@@ -10,7 +10,7 @@ DDP setup keeps it instead of wrapping it, and calls ``set_epoch`` each epoch): 
 epoch ``e`` is ``randperm(n)`` seeded by ``seed + e``, split over ranks as DistributedSampler
 does, and :meth:`skip_batches` drops the first batches of the next epoch iteration (the ones
 a checkpoint had already trained on). The position itself is kept by the datamodule's
-``state_dict`` (gan_lab.data.base), from the trainer's batch counter, because the iterator
+``state_dict`` (gan_lab.data.loaders), from the trainer's batch counter, because the iterator
 runs ahead of training (Lightning prefetches a batch).
 """
 
