@@ -256,6 +256,7 @@ def install_offline_inception(cache_root: Path) -> Path:
     (``$GAN_LAB_CACHE/weights/``) the way the registry fallback leaves its converted file:
     NaN logits layer, JSON sidecar with the sha256. resolve_inception_weights then finds them
     with no network. The features are meaningless: for pipeline tests only."""
+    from gan_lab.io import file_sha256
     from gan_lab.metrics import inception_weights as iw
 
     layout, _ = iw._reference_layout()
@@ -273,6 +274,6 @@ def install_offline_inception(cache_root: Path) -> Path:
     path = cache_root / "weights" / iw.CONVERTED_FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
-    meta = {"sha256": iw.sha256_file(path), "has_logits": False}
+    meta = {"sha256": file_sha256(path), "has_logits": False}
     path.with_suffix(".json").write_text(json.dumps(meta))
     return path

@@ -15,7 +15,7 @@ from torch import nn
 
 from gan_lab.config import CONF_DIR
 from gan_lab.gan.loggers import RANK_ENV_KEYS, RUN_ID_FILE, run_id
-from gan_lab.io import atomic_write
+from gan_lab.io import atomic_write, file_sha256
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -218,5 +218,5 @@ def test_inception_sidecar_uses_the_shared_atomic_write(recorded, tmp_path, monk
     weights = iw._build_converted(tmp_path, pip_timeout=1)
     sidecar = iw._sidecar(weights.path)
     assert written == [sidecar]
-    assert json.loads(sidecar.read_text())["sha256"] == iw.sha256_file(weights.path)
+    assert json.loads(sidecar.read_text())["sha256"] == file_sha256(weights.path)
     assert not hasattr(iw, "_atomic_write")  # one implementation: gan_lab.io's

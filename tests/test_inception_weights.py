@@ -21,7 +21,10 @@ import pytest
 import torch
 
 from gan_lab.errors import UserError
+from gan_lab.io import file_sha256
 from gan_lab.metrics import inception_weights as iw
+from gan_lab.metrics.compute import fid_score
+from gan_lab.metrics.extractors import InceptionExtractor
 
 REAL_FETCH = iw._fetch_registry_model
 REAL_DOWNLOAD = iw._download_official
@@ -80,7 +83,7 @@ def _install_converted(directory: Path, src: Path, sha256: str | None = None) ->
     directory.mkdir(parents=True, exist_ok=True)
     dst = directory / iw.CONVERTED_FILENAME
     shutil.copyfile(src, dst)
-    meta = {"sha256": sha256 or iw.sha256_file(dst), "has_logits": False}
+    meta = {"sha256": sha256 or file_sha256(dst), "has_logits": False}
     dst.with_suffix(".json").write_text(json.dumps(meta))
     return dst
 
@@ -120,9 +123,8 @@ def test_configured_path_not_a_state_dict(tmp_path: Path, kind: str) -> None:
 def test_configured_valid_file(fake_official: Path) -> None:
     w = iw.resolve_inception_weights(str(fake_official))
     assert w == iw.InceptionWeights(
-        fake_official, iw.sha256_file(fake_official), iw.SOURCE_CONFIGURED, True
+        fake_official, file_sha256(fake_official), iw.SOURCE_CONFIGURED, True
     )
-    assert iw.require_logits(w) is w
 
 
 def test_configured_official_name_with_wrong_hash(fake_official: Path, tmp_path: Path) -> None:
@@ -149,7 +151,7 @@ def test_hub_cache_used_when_hash_matches(
     assert str(hub).startswith(str(isolated / "torch"))  # TORCH_HOME is honoured
     hub.parent.mkdir(parents=True)
     shutil.copyfile(fake_official, hub)
-    monkeypatch.setattr(iw, "OFFICIAL_SHA256_PREFIX", iw.sha256_file(hub)[:8])
+    monkeypatch.setattr(iw, "OFFICIAL_SHA256_PREFIX", file_sha256(hub)[:8])
     w = iw.resolve_inception_weights()
     assert (w.path, w.source, w.has_logits) == (hub, iw.SOURCE_HUB_CACHE, True)
 
@@ -160,7 +162,7 @@ def test_hub_cache_with_wrong_hash_is_skipped(
     hub = iw.official_cache_path()
     hub.parent.mkdir(parents=True)
     shutil.copyfile(fake_official, hub)
-    converted = _install_converted(iw.gan_lab_cache_dir(), fake_official)
+    converted = _install_converted(iw.weights_dir(), fake_official)
     with caplog.at_level(logging.WARNING, logger=iw.__name__):
         w = iw.resolve_inception_weights()
     assert (w.path, w.source) == (converted, iw.SOURCE_CONVERTED_CACHE)
@@ -173,14 +175,14 @@ def test_official_download_via_torch_hub(
     """The real _download_official against a file:// URL: lands in the hub cache, hash-checked."""
     monkeypatch.setattr(iw, "_download_official", REAL_DOWNLOAD)
     monkeypatch.setattr(iw, "OFFICIAL_URL", fake_official.as_uri())
-    monkeypatch.setattr(iw, "OFFICIAL_SHA256_PREFIX", iw.sha256_file(fake_official)[:8])
+    monkeypatch.setattr(iw, "OFFICIAL_SHA256_PREFIX", file_sha256(fake_official)[:8])
     w = iw.resolve_inception_weights()
     assert (w.path, w.source, w.has_logits) == (
         iw.official_cache_path(),
         iw.SOURCE_OFFICIAL_DOWNLOAD,
         True,
     )
-    assert w.sha256 == iw.sha256_file(fake_official)
+    assert w.sha256 == file_sha256(fake_official)
 
 
 def test_download_hash_mismatch_falls_through(
@@ -224,12 +226,12 @@ def test_offline_only_local(tmp_path: Path) -> None:
 
 
 def test_cached_converted_file_reused(fake_official: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    converted = _install_converted(iw.gan_lab_cache_dir(), fake_official)
+    converted = _install_converted(iw.weights_dir(), fake_official)
     calls = []
     monkeypatch.setattr(iw, "_fetch_registry_model", lambda *a, **k: calls.append(a))
     w = iw.resolve_inception_weights()
     assert (w.path, w.source, w.has_logits) == (converted, iw.SOURCE_CONVERTED_CACHE, False)
-    assert w.sha256 == iw.sha256_file(converted)
+    assert w.sha256 == file_sha256(converted)
     assert calls == []
 
 
@@ -237,7 +239,7 @@ def test_cached_converted_file_reused(fake_official: Path, monkeypatch: pytest.M
 def test_corrupt_cached_file_is_detected(
     fake_official: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
-    converted = _install_converted(iw.gan_lab_cache_dir(), fake_official)
+    converted = _install_converted(iw.weights_dir(), fake_official)
     if damage == "bytes":
         with open(converted, "r+b") as f:
             f.seek(1000)
@@ -253,16 +255,16 @@ def test_corrupt_cached_file_is_detected(
 # --------------------------------------------------------------------------- logits
 
 
-def test_require_logits_refuses_converted_weights(tmp_path: Path) -> None:
-    w = iw.InceptionWeights(tmp_path / "c.pth", "0" * 64, iw.SOURCE_CONVERTED_CACHE, False)
-    with pytest.raises(UserError) as err:
-        iw.require_logits(w)
-    msg = _assert_one_line(err)
-    assert iw.OFFICIAL_FILENAME in msg and "metrics.weights_path" in msg and "TORCH_HOME" in msg
-    with pytest.raises(UserError):
-        iw.make_inception_score(w)
-    with pytest.raises(UserError):
-        iw.make_kid(w, feature="logits_unbiased")
+def test_weights_without_logits_give_features_only(fake_official: Path) -> None:
+    """Converted weights (no logits layer): the extractor gives features and no logits, so
+    nothing downstream can score an Inception Score on NaN logits."""
+    converted = _install_converted(iw.weights_dir(), fake_official)
+    w = iw.resolve_inception_weights()
+    assert (w.path, w.has_logits) == (converted, False)
+    extractor = InceptionExtractor(w)
+    assert not extractor.has_logits
+    out = extractor(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    assert set(out) == {"features"} and out["features"].shape == (2, 2048)
 
 
 def test_mapping_names() -> None:
@@ -323,7 +325,7 @@ def test_registry_fallback_end_to_end(registry_weights: iw.InceptionWeights) -> 
     w = registry_weights
     assert w.source in (iw.SOURCE_CONVERTED_REGISTRY, iw.SOURCE_CONVERTED_CACHE)
     assert w.path.name == iw.CONVERTED_FILENAME and not w.has_logits
-    assert w.sha256 == iw.sha256_file(w.path)
+    assert w.sha256 == file_sha256(w.path)
     meta = json.loads(w.path.with_suffix(".json").read_text())
     assert meta["sha256"] == w.sha256 and meta["has_logits"] is False
     assert meta["source_sha256"] == iw.REGISTRY_MEMBER_SHA256
@@ -367,28 +369,29 @@ def test_converted_cache_reused_then_rebuilt_when_corrupt(
     monkeypatch.setattr(iw, "_fetch_registry_model", lambda *a: fid_helper_member)
     rebuilt = iw.resolve_inception_weights(cache_dir=cache)
     assert rebuilt.source == iw.SOURCE_CONVERTED_REGISTRY
-    assert rebuilt.sha256 == iw.sha256_file(rebuilt.path)
+    assert rebuilt.sha256 == file_sha256(rebuilt.path)
     assert json.loads(rebuilt.path.with_suffix(".json").read_text())["sha256"] == rebuilt.sha256
 
 
 @pytest.mark.slow
 @pytest.mark.network
 def test_metrics_on_converted_weights(registry_weights: iw.InceptionWeights) -> None:
-    from torchmetrics.image.fid import NoTrainInceptionV3
+    from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 
     w = registry_weights
-    fid = iw.make_fid(w, normalize=True)
+    extractor = InceptionExtractor(w)
+    fid = FrechetInceptionDistance(
+        feature=2048, feature_extractor_weights_path=str(w.path), antialias=False
+    )
     assert fid.inception.use_antialias is False
-    kid = iw.make_kid(w, normalize=True, subset_size=2, subsets=2)
     g = torch.Generator().manual_seed(0)
     imgs = torch.rand(4, 3, 32, 32, generator=g)
     with torch.inference_mode():
         want = fid.inception((imgs * 255).byte())
-        got = kid.inception(imgs)  # the KID module does the [0, 1] -> uint8 step itself
-    assert want.shape == (4, 2048) and torch.equal(got, want)
-    fid.update(imgs[:2], real=True)
-    fid.update(imgs[2:], real=False)
-    assert math.isfinite(float(fid.compute()))
+        got = extractor(imgs)  # the extractor does the [0, 1] -> uint8 step itself
+    assert set(got) == {"features"} and want.shape == (4, 2048)
+    assert torch.allclose(got["features"], want, atol=1e-4)  # channels_last: within 1e-5
+    assert math.isfinite(fid_score(got["features"][:2], got["features"][2:]))
     # Anything reading logits from these weights gets NaN, never a plausible fake number.
     logits = NoTrainInceptionV3("x", ["logits_unbiased"], str(w.path), antialias=False)
     with torch.inference_mode():

