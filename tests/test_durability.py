@@ -205,18 +205,18 @@ def test_bench_json_is_written_atomically(recorded, tmp_path, monkeypatch, capsy
 
 
 def test_inception_sidecar_uses_the_shared_atomic_write(recorded, tmp_path, monkeypatch):
-    from gan_lab.metrics import inception_weights as iw
+    from gan_lab.metrics.extractors import inception_registry as reg
 
-    written = recorded(iw)
-    monkeypatch.setattr(iw, "_fetch_registry_model", lambda workdir, timeout: workdir / "m.pt")
+    written = recorded(reg)
+    monkeypatch.setattr(reg, "_fetch_registry_model", lambda workdir, timeout: workdir / "m.pt")
 
     def convert(member: Path, out: Path) -> dict:
         out.write_bytes(b"weights")
         return {"max_abs_feature_diff": 0.0, "seconds": 0.0}
 
-    monkeypatch.setattr(iw, "convert_fid_helper_model", convert)
-    weights = iw._build_converted(tmp_path, pip_timeout=1)
-    sidecar = iw._sidecar(weights.path)
+    monkeypatch.setattr(reg, "convert_fid_helper_model", convert)
+    weights = reg.build_converted(tmp_path, pip_timeout=1)
+    sidecar = reg.sidecar_path(weights.path)
     assert written == [sidecar]
     assert json.loads(sidecar.read_text())["sha256"] == file_sha256(weights.path)
-    assert not hasattr(iw, "_atomic_write")  # one implementation: gan_lab.io's
+    assert not hasattr(reg, "_atomic_write")  # one implementation: gan_lab.io's

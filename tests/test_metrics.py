@@ -15,14 +15,14 @@ from torchmetrics.image.inception import InceptionScore
 from gan_lab.data import MNISTDataModule
 from gan_lab.errors import UserError
 from gan_lab.metrics.compute import cached_outputs, to_unit_images
-from gan_lab.metrics.domain import (
+from gan_lab.metrics.extractors import DomainExtractor
+from gan_lab.metrics.extractors.domain import (
     MIN_ACCURACY,
     DomainClassifier,
     classifier_path,
     ensure_classifier,
     load_classifier,
 )
-from gan_lab.metrics.extractors import DomainExtractor
 from gan_lab.metrics.validation import ValidationMetrics
 
 
@@ -219,7 +219,7 @@ def _tiny_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_classifier_training_is_seeded_privately(tmp_path):
     """Same seed: bitwise the same classifier; the caller's global RNG stream is untouched."""
     from gan_lab.metrics.digest import state_dict_sha256
-    from gan_lab.metrics.domain import train_classifier
+    from gan_lab.metrics.extractors.domain import train_classifier
 
     (x, y), (xt, yt) = _tiny_digits(256, 0), _tiny_digits(64, 1)
     torch.manual_seed(123)
@@ -237,7 +237,7 @@ def test_classifier_training_is_seeded_privately(tmp_path):
 def test_classifier_file_is_one_unit(tmp_path):
     """Weights and record live in the .pt; a stale or missing JSON copy is rewritten from it,
     and weights that do not match their record's hash are refused."""
-    from gan_lab.metrics.domain import save_classifier
+    from gan_lab.metrics.extractors.domain import save_classifier
 
     path = tmp_path / "mnist-8px-1ch-v2.pt"
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ import sys
 from gan_lab.commands.cli import OneLineArgumentParser, run_user_errors_as_one_line
 from gan_lab.config import datamodule_from_conf
 from gan_lab.errors import UserError
-from gan_lab.metrics.domain import (
+from gan_lab.metrics.extractors.domain import (
     MIN_ACCURACY,
     classifier_path,
     ensure_classifier,

@@ -150,56 +150,41 @@ def train_classifier(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        return _train(dataset, train_images, train_labels, test_images, test_labels,
-                      epochs, batch_size, generator)  # fmt: skip
-
-
-def _train(
-    dataset: str,
-    train_images: torch.Tensor,
-    train_labels: torch.Tensor,
-    test_images: torch.Tensor,
-    test_labels: torch.Tensor,
-    epochs: int | None,
-    batch_size: int,
-    generator: torch.Generator,
-) -> tuple[DomainClassifier, dict[str, Any]]:
-    epochs = epochs if epochs is not None else EPOCHS.get(dataset, 5)
-    _, channels, size, _ = train_images.shape
-    num_classes = int(train_labels.max()) + 1
-    model = DomainClassifier(channels, size, num_classes)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
-    steps = epochs * (len(train_images) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(train_images), generator=generator)
-        for b in range(len(train_images) // batch_size):
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            x = _augment(_to_unit(train_images[idx]), dataset, generator)
-            loss = F.cross_entropy(model(x), train_labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        log.info(
-            "domain classifier %s: epoch %d/%d, loss %.4f", dataset, epoch + 1, epochs, loss.item()
-        )
-    acc = accuracy(model, test_images, test_labels)
-    record = {
-        "dataset": dataset,
-        "image_size": size,
-        "channels": channels,
-        "num_classes": num_classes,
-        "arch_version": ARCH_VERSION,
-        "feature_dim": FEATURE_DIM,
-        "epochs": epochs,
-        "test_accuracy": round(acc, 5),
-        "test_images": len(test_images),
-        "train_seconds": round(time.perf_counter() - start, 1),
-    }
-    return model.eval(), record
+        epochs = epochs if epochs is not None else EPOCHS.get(dataset, 5)
+        _, channels, size, _ = train_images.shape
+        num_classes = int(train_labels.max()) + 1
+        model = DomainClassifier(channels, size, num_classes)
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
+        steps = epochs * (len(train_images) // batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+        start = time.perf_counter()
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(len(train_images), generator=generator)
+            for b in range(len(train_images) // batch_size):
+                idx = order[b * batch_size : (b + 1) * batch_size]
+                x = _augment(_to_unit(train_images[idx]), dataset, generator)
+                loss = F.cross_entropy(model(x), train_labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+            log.info("domain classifier %s: epoch %d/%d, loss %.4f",
+                     dataset, epoch + 1, epochs, loss.item())  # fmt: skip
+        acc = accuracy(model, test_images, test_labels)
+        record = {
+            "dataset": dataset,
+            "image_size": size,
+            "channels": channels,
+            "num_classes": num_classes,
+            "arch_version": ARCH_VERSION,
+            "feature_dim": FEATURE_DIM,
+            "epochs": epochs,
+            "test_accuracy": round(acc, 5),
+            "test_images": len(test_images),
+            "train_seconds": round(time.perf_counter() - start, 1),
+        }
+        return model.eval(), record
 
 
 def save_classifier(model: DomainClassifier, record: dict[str, Any], path: Path) -> dict:
@@ -302,3 +287,31 @@ def ensure_classifier(datamodule: Any, root: Path | None = None) -> tuple[Domain
     record = save_classifier(model, record, path)
     log.info("%s domain classifier: test accuracy %.4f", name, record["test_accuracy"])
     return model, record
+
+
+class DomainExtractor(nn.Module):
+    """A dataset's own classifier: 128-d penultimate features and class logits.
+
+    Its identity names the architecture version and training-data digest, and the sha256 of
+    the classifier's weights themselves (hashed once, here): a retrained classifier, or one
+    trained on another machine, never reuses statistics cached with another one.
+    """
+
+    def __init__(self, classifier: nn.Module, dataset: str, record: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = classifier.eval()
+        self.has_logits = True
+        self.name = "domain"
+        self.num_features = record["feature_dim"]
+        self.num_classes = record["num_classes"]
+        self.record = record
+        self.weights_sha256 = state_dict_sha256(classifier)
+        self.identity = (
+            f"domain-{dataset}-v{record['arch_version']}-{record['data_digest'][:12]}"
+            f"-w{self.weights_sha256[:12]}"
+        )
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.net.features(images)
+        return {"features": features, "logits": self.net.classify(features)}
