@@ -17,7 +17,6 @@ from gan_lab.errors import UserError
 from gan_lab.metrics.compute import cached_outputs, to_unit_images
 from gan_lab.metrics.extractors import DomainExtractor
 from gan_lab.metrics.extractors.domain import (
-    MIN_ACCURACY,
     DomainClassifier,
     classifier_path,
     ensure_classifier,
@@ -42,7 +41,8 @@ def mnist_classifier(mnist: MNISTDataModule) -> tuple[DomainClassifier, dict]:
 @pytest.mark.slow
 def test_mnist_classifier_meets_its_accuracy_floor(mnist, mnist_classifier):
     _, record = mnist_classifier
-    assert record["test_accuracy"] >= MIN_ACCURACY["mnist"] >= 0.99
+    assert record["test_accuracy"] >= mnist.domain_classifier.min_accuracy >= 0.99
+    assert record["epochs"] == mnist.domain_classifier.epochs
     assert record["data_digest"] == mnist.data_digest()
     path = classifier_path("mnist", 28, 1)
     assert json.loads(path.with_suffix(".json").read_text())["test_accuracy"] == pytest.approx(
@@ -323,10 +323,31 @@ def test_held_out_set_too_small_for_a_metric_is_one_line(held_out, kwargs, fragm
 
 
 def test_auto_extractors_pick_domain_where_a_classifier_exists():
+    """The datamodule classes carry their domain classifier settings; metrics name no dataset."""
+    from gan_lab.data import (
+        CIFAR10DataModule,
+        FashionMNISTDataModule,
+        ImageFolderDataModule,
+        LSUNBedroomDataModule,
+    )
     from gan_lab.metrics.extractors import resolve_extractors
 
-    for name, want in [("mnist", "domain"), ("fashion_mnist", "domain"), ("cifar10", "domain"),
-                       ("folder", "inception"), ("lsun_bedroom", "inception")]:  # fmt: skip
-        assert resolve_extractors("auto", SimpleNamespace(name=name)) == [want]
+    for datamodule, want in [(MNISTDataModule, "domain"), (FashionMNISTDataModule, "domain"),
+                             (CIFAR10DataModule, "domain"), (ImageFolderDataModule, "inception"),
+                             (LSUNBedroomDataModule, "inception"),
+                             (SimpleNamespace(name="mnist"), "inception")]:  # fmt: skip
+        assert resolve_extractors("auto", datamodule) == [want]
     assert resolve_extractors(["domain", "inception"]) == ["domain", "inception"]
     assert resolve_extractors("inception") == ["inception"]
+    # The recipe and floors the classifiers were cached with (the cache key does not hold them).
+    specs = {dm.name: dm.domain_classifier for dm in
+             (MNISTDataModule, FashionMNISTDataModule, CIFAR10DataModule)}  # fmt: skip
+    assert {k: (s.min_accuracy, s.epochs, s.hflip) for k, s in specs.items()} == {
+        "mnist": (0.99, 3, False), "fashion_mnist": (0.90, 8, False), "cifar10": (0.65, 8, True)
+    }  # fmt: skip
+
+
+def test_evaluators_list_the_datasets_with_a_classifier():
+    from gan_lab.commands.evaluators import with_classifier
+
+    assert with_classifier() == ["cifar10", "fashion_mnist", "mnist"]

@@ -28,6 +28,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader
 
 from gan_lab.data.cache import ImageCache
+from gan_lab.data.classifier import DomainClassifierSpec
 from gan_lab.data.dataset import TensorImageDataset, passthrough_collate
 from gan_lab.data.sampling import ResumableSampler
 from gan_lab.data.sources import Loaded, Source, parse_mirrors
@@ -71,6 +72,8 @@ class InMemoryImageDataModule(L.LightningDataModule):
     # False for datasets without an official test split, whose held-out set is a fixed subset
     # chosen by split_seed (folder.held_out_split).
     has_official_test_split: ClassVar[bool] = True
+    # The domain classifier's settings (gan_lab.data.classifier); None: no domain classifier.
+    domain_classifier: ClassVar[DomainClassifierSpec | None] = None
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from gan_lab.errors import UserError
-from gan_lab.metrics.extractors.domain import MIN_ACCURACY, DomainExtractor, ensure_classifier
+from gan_lab.metrics.extractors.domain import DomainExtractor, classifier_spec, ensure_classifier
 from gan_lab.metrics.extractors.inception import InceptionExtractor
 from gan_lab.metrics.extractors.inception_weights import resolve_inception_weights
 
@@ -24,16 +24,14 @@ __all__ = ["DomainExtractor", "InceptionExtractor", "build_extractor", "resolve_
 
 
 def resolve_extractors(names: str | Sequence[str], datamodule: Any = None) -> list[str]:
-    """The extractor names to build. ``auto``: ``domain`` for a dataset with a domain
-    classifier (class labels: mnist, fashion_mnist, cifar10), ``inception`` otherwise (an image
-    folder, LSUN): the fast, meaningful one where it exists, one that works everywhere else."""
+    """The extractor names to build. ``auto``: ``domain`` for a dataset whose datamodule has
+    ``domain_classifier`` settings (labelled datasets such as MNIST), ``inception`` otherwise
+    (an image folder, LSUN): the fast, meaningful one where it exists, one that works
+    everywhere else."""
     if isinstance(names, str):
         if names != "auto":
             return [names]
-        has_classifier = (
-            datamodule is not None and getattr(datamodule, "name", None) in MIN_ACCURACY
-        )
-        return ["domain" if has_classifier else "inception"]
+        return ["domain" if classifier_spec(datamodule) is not None else "inception"]
     return list(names)
 
 
@@ -45,7 +43,7 @@ def build_extractor(
         return InceptionExtractor(resolve_inception_weights(weights_path))
     if name == "domain":
         if datamodule is None:
-            raise UserError("the domain extractor needs a dataset (data=mnist, ...)")
+            raise UserError("the domain extractor needs a dataset (data=<name>)")
         classifier, record = ensure_classifier(datamodule)
         return DomainExtractor(classifier, datamodule.name, record)
     raise UserError(f"unknown feature extractor {name!r}; choose inception or domain")

@@ -44,10 +44,6 @@ log = logging.getLogger(__name__)
 # v2: private generator for shuffling/augmentation; weights and record saved in one file.
 ARCH_VERSION = 2
 FEATURE_DIM = 128
-# Held-out accuracy a classifier must reach before its features are trusted for metrics.
-MIN_ACCURACY = {"mnist": 0.99, "fashion_mnist": 0.90, "cifar10": 0.65}
-# Epochs of the training recipe per dataset (enough for MIN_ACCURACY with margin).
-EPOCHS = {"mnist": 3, "fashion_mnist": 8, "cifar10": 8}
 
 
 class DomainClassifier(nn.Module):
@@ -110,12 +106,12 @@ def _to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
-def _augment(x: torch.Tensor, dataset: str, generator: torch.Generator) -> torch.Tensor:
-    """Random shifts of up to 2 px (and flips for CIFAR-10): cheap, and worth ~0.3 % accuracy."""
+def _augment(x: torch.Tensor, hflip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random shifts of up to 2 px (and flips with ``hflip``): cheap, and worth ~0.3 % accuracy."""
     pad = F.pad(x, (2, 2, 2, 2), mode="replicate")
     i, j = torch.randint(0, 5, (2,), generator=generator).tolist()
     x = pad[:, :, i : i + x.size(2), j : j + x.size(3)]
-    if dataset == "cifar10" and torch.rand((), generator=generator) < 0.5:
+    if hflip and torch.rand((), generator=generator) < 0.5:
         x = x.flip(3)
     return x
 
@@ -137,20 +133,22 @@ def train_classifier(
     train_labels: torch.Tensor,
     test_images: torch.Tensor,
     test_labels: torch.Tensor,
-    epochs: int | None = None,
+    epochs: int = 5,
     batch_size: int = 128,
     seed: int = 0,
+    hflip: bool = False,
 ) -> tuple[DomainClassifier, dict[str, Any]]:
     """Train the domain classifier on uint8 images; returns it and its record (accuracy, ...).
 
-    Deterministic for a given ``seed``, and leaves the caller's global random state untouched.
+    ``epochs`` and ``hflip`` (random horizontal flips) come from the dataset's
+    ``domain_classifier`` settings. Deterministic for a given ``seed``, and leaves the caller's
+    global random state untouched.
     """
     # Weight init and dropout can only draw from the global generator: seed it inside a fork,
     # which restores the caller's state afterwards. Everything else uses a private generator.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        epochs = epochs if epochs is not None else EPOCHS.get(dataset, 5)
         _, channels, size, _ = train_images.shape
         num_classes = int(train_labels.max()) + 1
         model = DomainClassifier(channels, size, num_classes)
@@ -163,7 +161,7 @@ def train_classifier(
             order = torch.randperm(len(train_images), generator=generator)
             for b in range(len(train_images) // batch_size):
                 idx = order[b * batch_size : (b + 1) * batch_size]
-                x = _augment(_to_unit(train_images[idx]), dataset, generator)
+                x = _augment(_to_unit(train_images[idx]), hflip, generator)
                 loss = F.cross_entropy(model(x), train_labels[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -249,18 +247,25 @@ def load_classifier(path: Path, data_digest: str | None = None) -> tuple[DomainC
     return model.eval(), record
 
 
+def classifier_spec(datamodule: Any) -> Any | None:
+    """The datamodule's ``domain_classifier`` settings (``min_accuracy``, ``epochs``, ``hflip``;
+    see gan_lab.data.classifier), or None when its dataset has no domain classifier."""
+    return getattr(datamodule, "domain_classifier", None)
+
+
 def ensure_classifier(datamodule: Any, root: Path | None = None) -> tuple[DomainClassifier, dict]:
     """The cached classifier for ``datamodule``'s dataset, trained now if missing or stale.
 
     ``datamodule`` is a gan_lab in-memory datamodule (``name``, ``image_size``, ``channels``,
-    images and labels). Classifiers below :data:`MIN_ACCURACY` are refused: their features
-    would make FID numbers nobody should trust.
+    ``domain_classifier``, images and labels). Classifiers below the dataset's
+    ``min_accuracy`` are refused: their features would make FID numbers nobody should trust.
     """
     name = datamodule.name
-    if name not in MIN_ACCURACY:
+    spec = classifier_spec(datamodule)
+    if spec is None:
         raise UserError(
             f"no domain classifier for {name!r} (it has no class labels); use "
-            f"metrics.extractors=auto or [inception], or a dataset among {sorted(MIN_ACCURACY)}"
+            f"metrics.extractors=auto or [inception]"
         )
     digest = datamodule.data_digest()
     path = classifier_path(name, datamodule.image_size, datamodule.channels, root)
@@ -276,9 +281,11 @@ def ensure_classifier(datamodule: Any, root: Path | None = None) -> tuple[Domain
         datamodule.train_labels(),
         datamodule.test_images(),
         datamodule.test_labels(),
+        epochs=spec.epochs,
+        hflip=spec.hflip,
     )
     record["data_digest"] = digest
-    floor = MIN_ACCURACY[name]
+    floor = spec.min_accuracy
     if record["test_accuracy"] < floor or not math.isfinite(record["test_accuracy"]):
         raise UserError(
             f"the {name} domain classifier reached only {record['test_accuracy']:.4f} test "
