@@ -22,6 +22,7 @@ from gan_lab.metrics.extractors.domain import (
     ensure_classifier,
     load_classifier,
 )
+from gan_lab.metrics.protocol import no_logits_reason
 from gan_lab.metrics.validation import ValidationMetrics
 
 
@@ -162,7 +163,7 @@ def test_inception_score_without_logits_is_reported_unavailable(tmp_path):
     assert vm.protocol()["label"] == "no images compared"  # nothing set up yet
     vm.setup(*_fake_trainer(torch.zeros(100, 1, 8, 8, dtype=torch.uint8)), "fit")
     protocol = vm.protocol()
-    assert "logits" in protocol["unavailable"]["is_inception"]
+    assert protocol["unavailable"] == {"is_inception": no_logits_reason()}
     assert protocol["label"].startswith("cheap") and protocol["monitor"] == "fid_inception"
 
 
@@ -304,6 +305,16 @@ def test_sound_label_needs_ten_thousand_compared_images():
     from gan_lab.metrics.protocol import SOUND_NUM_SAMPLES, label
 
     assert label(SOUND_NUM_SAMPLES) == "sound" and label(9_999).startswith("cheap")
+
+
+def test_metric_names():
+    from gan_lab.metrics.protocol import named_results, plan_metrics, result_names
+
+    assert result_names("fid", "domain") == ("fid_domain",)
+    assert result_names("kid", "inception") == ("kid_inception_mean", "kid_inception_std")
+    assert named_results("is", None, (2.0, 0.5)) == {"is_mean": 2.0, "is_std": 0.5}  # gan_lab.fid
+    assert plan_metrics("inception", False, fid=True, kid=True, inception_score=True) == (
+        ["fid", "kid"], {"is_inception": no_logits_reason()})  # fmt: skip
 
 
 @pytest.mark.parametrize(
