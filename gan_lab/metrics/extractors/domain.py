@@ -276,14 +276,8 @@ def ensure_classifier(datamodule: Any, root: Path | None = None) -> tuple[Domain
             log.info("%s; training it again", err)
     log.info("training the %s domain classifier once (cached in %s)", name, path)
     model, record = train_classifier(
-        name,
-        datamodule.train_images(),
-        datamodule.train_labels(),
-        datamodule.test_images(),
-        datamodule.test_labels(),
-        epochs=spec.epochs,
-        hflip=spec.hflip,
-    )
+        name, datamodule.train_images(), datamodule.train_labels(), datamodule.test_images(),
+        datamodule.test_labels(), epochs=spec.epochs, hflip=spec.hflip)  # fmt: skip
     record["data_digest"] = digest
     floor = spec.min_accuracy
     if record["test_accuracy"] < floor or not math.isfinite(record["test_accuracy"]):
