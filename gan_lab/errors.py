@@ -22,3 +22,10 @@ def find_user_error(err: BaseException) -> UserError | None:
         seen.add(id(err))
         err = err.__cause__ or err.__context__
     return None
+
+
+def one_line(err: BaseException | str, limit: int = 300) -> str:
+    """An exception's message squeezed onto one short line, for error lists and logs."""
+    text = err if isinstance(err, str) else (str(err) or type(err).__name__)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

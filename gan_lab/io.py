@@ -1,7 +1,9 @@
-"""Files that readers never see half-written, and that survive a crash once written."""
+"""Files that readers never see half-written, and that survive a crash once written; their
+sha256; the user cache folder."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -44,3 +46,19 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """sha256 hex digest of a file, read in chunks so large files need little memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_dir(subfolder: str) -> Path:
+    """``$GAN_LAB_CACHE/<subfolder>`` (default ``~/.cache/gan_lab/<subfolder>``): what gan_lab
+    keeps across runs and projects (Inception weights, domain classifiers)."""
+    root = os.environ.get("GAN_LAB_CACHE") or os.path.join("~", ".cache", "gan_lab")
+    return Path(root).expanduser() / subfolder

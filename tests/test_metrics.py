@@ -15,14 +15,14 @@ from torchmetrics.image.inception import InceptionScore
 from gan_lab.data import MNISTDataModule
 from gan_lab.errors import UserError
 from gan_lab.metrics.compute import cached_outputs, to_unit_images
-from gan_lab.metrics.domain import (
-    MIN_ACCURACY,
+from gan_lab.metrics.extractors import DomainExtractor
+from gan_lab.metrics.extractors.domain import (
     DomainClassifier,
     classifier_path,
     ensure_classifier,
     load_classifier,
 )
-from gan_lab.metrics.extractors import DomainExtractor
+from gan_lab.metrics.protocol import no_logits_reason
 from gan_lab.metrics.validation import ValidationMetrics
 
 
@@ -42,7 +42,8 @@ def mnist_classifier(mnist: MNISTDataModule) -> tuple[DomainClassifier, dict]:
 @pytest.mark.slow
 def test_mnist_classifier_meets_its_accuracy_floor(mnist, mnist_classifier):
     _, record = mnist_classifier
-    assert record["test_accuracy"] >= MIN_ACCURACY["mnist"] >= 0.99
+    assert record["test_accuracy"] >= mnist.domain_classifier.min_accuracy >= 0.99
+    assert record["epochs"] == mnist.domain_classifier.epochs
     assert record["data_digest"] == mnist.data_digest()
     path = classifier_path("mnist", 28, 1)
     assert json.loads(path.with_suffix(".json").read_text())["test_accuracy"] == pytest.approx(
@@ -162,7 +163,7 @@ def test_inception_score_without_logits_is_reported_unavailable(tmp_path):
     assert vm.protocol()["label"] == "no images compared"  # nothing set up yet
     vm.setup(*_fake_trainer(torch.zeros(100, 1, 8, 8, dtype=torch.uint8)), "fit")
     protocol = vm.protocol()
-    assert "logits" in protocol["unavailable"]["is_inception"]
+    assert protocol["unavailable"] == {"is_inception": no_logits_reason()}
     assert protocol["label"].startswith("cheap") and protocol["monitor"] == "fid_inception"
 
 
@@ -219,7 +220,7 @@ def _tiny_digits(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_classifier_training_is_seeded_privately(tmp_path):
     """Same seed: bitwise the same classifier; the caller's global RNG stream is untouched."""
     from gan_lab.metrics.digest import state_dict_sha256
-    from gan_lab.metrics.domain import train_classifier
+    from gan_lab.metrics.extractors.domain import train_classifier
 
     (x, y), (xt, yt) = _tiny_digits(256, 0), _tiny_digits(64, 1)
     torch.manual_seed(123)
@@ -237,7 +238,7 @@ def test_classifier_training_is_seeded_privately(tmp_path):
 def test_classifier_file_is_one_unit(tmp_path):
     """Weights and record live in the .pt; a stale or missing JSON copy is rewritten from it,
     and weights that do not match their record's hash are refused."""
-    from gan_lab.metrics.domain import save_classifier
+    from gan_lab.metrics.extractors.domain import save_classifier
 
     path = tmp_path / "mnist-8px-1ch-v2.pt"
     torch.manual_seed(0)
@@ -306,6 +307,16 @@ def test_sound_label_needs_ten_thousand_compared_images():
     assert label(SOUND_NUM_SAMPLES) == "sound" and label(9_999).startswith("cheap")
 
 
+def test_metric_names():
+    from gan_lab.metrics.protocol import named_results, plan_metrics, result_names
+
+    assert result_names("fid", "domain") == ("fid_domain",)
+    assert result_names("kid", "inception") == ("kid_inception_mean", "kid_inception_std")
+    assert named_results("is", None, (2.0, 0.5)) == {"is_mean": 2.0, "is_std": 0.5}  # gan_lab.fid
+    assert plan_metrics("inception", False, fid=True, kid=True, inception_score=True) == (
+        ["fid", "kid"], {"is_inception": no_logits_reason()})  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "held_out,kwargs,fragment",
     [
@@ -323,10 +334,31 @@ def test_held_out_set_too_small_for_a_metric_is_one_line(held_out, kwargs, fragm
 
 
 def test_auto_extractors_pick_domain_where_a_classifier_exists():
+    """The datamodule classes carry their domain classifier settings; metrics name no dataset."""
+    from gan_lab.data import (
+        CIFAR10DataModule,
+        FashionMNISTDataModule,
+        ImageFolderDataModule,
+        LSUNBedroomDataModule,
+    )
     from gan_lab.metrics.extractors import resolve_extractors
 
-    for name, want in [("mnist", "domain"), ("fashion_mnist", "domain"), ("cifar10", "domain"),
-                       ("folder", "inception"), ("lsun_bedroom", "inception")]:  # fmt: skip
-        assert resolve_extractors("auto", SimpleNamespace(name=name)) == [want]
+    for datamodule, want in [(MNISTDataModule, "domain"), (FashionMNISTDataModule, "domain"),
+                             (CIFAR10DataModule, "domain"), (ImageFolderDataModule, "inception"),
+                             (LSUNBedroomDataModule, "inception"),
+                             (SimpleNamespace(name="mnist"), "inception")]:  # fmt: skip
+        assert resolve_extractors("auto", datamodule) == [want]
     assert resolve_extractors(["domain", "inception"]) == ["domain", "inception"]
     assert resolve_extractors("inception") == ["inception"]
+    # The recipe and floors the classifiers were cached with (the cache key does not hold them).
+    specs = {dm.name: dm.domain_classifier for dm in
+             (MNISTDataModule, FashionMNISTDataModule, CIFAR10DataModule)}  # fmt: skip
+    assert {k: (s.min_accuracy, s.epochs, s.hflip) for k, s in specs.items()} == {
+        "mnist": (0.99, 3, False), "fashion_mnist": (0.90, 8, False), "cifar10": (0.65, 8, True)
+    }  # fmt: skip
+
+
+def test_evaluators_list_the_datasets_with_a_classifier():
+    from gan_lab.commands.evaluators import with_classifier
+
+    assert with_classifier() == ["cifar10", "fashion_mnist", "mnist"]

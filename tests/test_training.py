@@ -120,7 +120,7 @@ def test_inception_metrics_at_validation_reach_logger_and_summary(tmp_path, sess
     """metrics=inception: fid_inception (and domain) in the CSV logger and summary.json."""
     if not (SHARED_DATA / "mnist").is_dir():
         pytest.skip("no shared data mirror")
-    from gan_lab.metrics.inception_weights import resolve_inception_weights
+    from gan_lab.metrics.extractors.inception_weights import resolve_inception_weights
 
     has_logits = resolve_inception_weights().has_logits
     run_dir = tmp_path / "run"

@@ -15,14 +15,25 @@ import sys
 
 from gan_lab.commands.cli import OneLineArgumentParser, run_user_errors_as_one_line
 from gan_lab.config import datamodule_from_conf
+from gan_lab.data import InMemoryImageDataModule
 from gan_lab.errors import UserError
-from gan_lab.metrics.domain import (
-    MIN_ACCURACY,
+from gan_lab.metrics.extractors.domain import (
     classifier_path,
     ensure_classifier,
     evaluators_dir,
     read_classifier_file,
 )
+
+
+def with_classifier() -> list[str]:
+    """The datasets whose datamodule has domain classifier settings."""
+    names, todo = set(), [InMemoryImageDataModule]
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.domain_classifier is not None:
+            names.add(cls.name)
+    return sorted(names)
 
 
 def train(overrides: list[str], force: bool) -> dict:
@@ -31,10 +42,8 @@ def train(overrides: list[str], force: bool) -> dict:
         raise UserError("say which dataset: python -m gan_lab.evaluators train data=mnist")
     rest = [o for o in overrides if not o.startswith("data=")]
     datamodule = datamodule_from_conf(data[0], rest)
-    if datamodule.name not in MIN_ACCURACY:
-        raise UserError(
-            f"no domain classifier for {data[0]!r}; choose one of {sorted(MIN_ACCURACY)}"
-        )
+    if datamodule.domain_classifier is None:
+        raise UserError(f"no domain classifier for {data[0]!r}; choose one of {with_classifier()}")
     path = classifier_path(datamodule.name, datamodule.image_size, datamodule.channels)
     if force:
         path.unlink(missing_ok=True)

@@ -38,7 +38,14 @@ from gan_lab.metrics.compute import (
     timed_extract,
 )
 from gan_lab.metrics.extractors import build_extractor
-from gan_lab.metrics.protocol import check_counts, kid_subset, label, warn_if_fewer
+from gan_lab.metrics.protocol import (
+    check_counts,
+    kid_subset,
+    label,
+    named_results,
+    no_logits_reason,
+    warn_if_fewer,
+)
 
 log = logging.getLogger("gan_lab.commands.fid")
 SPLITS = ("train", "test")
@@ -127,23 +134,21 @@ def evaluate_sets(
         else timed_extract(extractor, x, f"{spec} ({extractor_name})")
         for x, dm, spec in ((a, dm_a, spec_a), (b, dm_b, spec_b))
     )
+    # One extractor: the metrics' names carry no extractor suffix ("fid", "kid_mean", ...).
     result: dict[str, Any] = {
-        "fid": fid_score(out_a["features"], out_b["features"]),
+        **named_results("fid", None, fid_score(out_a["features"], out_b["features"])),
         "extractor": getattr(extractor, "identity", extractor_name),
         "num_a": len(a),
         "num_b": len(b),
         "label": label(min(len(a), len(b))),
     }
     if kid:
-        result["kid_mean"], result["kid_std"] = kid_score(out_a["features"], out_b["features"])
+        result.update(named_results("kid", None, kid_score(out_a["features"], out_b["features"])))
         result["kid_subset_size"] = kid_subset(1000, len(a), len(b))
     if score_is:
         if "logits" not in out_b:
-            raise UserError(
-                "Inception Score needs the logits layer of torch-fidelity's official weights; "
-                "the weights in use have none (set --weights-path to the official file)"
-            )
-        result["is_mean"], result["is_std"] = inception_score(out_b["logits"], IS_SPLITS)
+            raise UserError(f"no Inception Score: {no_logits_reason('--weights-path')}")
+        result.update(named_results("is", None, inception_score(out_b["logits"], IS_SPLITS)))
     return result
 
 

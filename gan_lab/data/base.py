@@ -27,6 +27,7 @@ from typing import Any, ClassVar
 import lightning as L
 import torch
 
+from gan_lab.data.classifier import DomainClassifierSpec
 from gan_lab.data.loaders import ResumableLoaders
 from gan_lab.data.prepare import SourcePreparation
 from gan_lab.data.sources import parse_mirrors
@@ -66,6 +67,8 @@ class InMemoryImageDataModule(SourcePreparation, ResumableLoaders, L.LightningDa
     # False for datasets without an official test split, whose held-out set is a fixed subset
     # chosen by split_seed (folder.held_out_split).
     has_official_test_split: ClassVar[bool] = True
+    # The domain classifier's settings (gan_lab.data.classifier); None: no domain classifier.
+    domain_classifier: ClassVar[DomainClassifierSpec | None] = None
 
     def __init__(
         self,

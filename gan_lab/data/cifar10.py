@@ -19,6 +19,7 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
 from gan_lab.data.base import InMemoryImageDataModule
+from gan_lab.data.classifier import DomainClassifierSpec
 from gan_lab.data.sources import Loaded, Source, guarded_network
 from gan_lab.data.tarball import read_jpeg_tarball
 from gan_lab.data.verify import file_sha256, labels_problem, one_line
@@ -44,6 +45,9 @@ class CIFAR10DataModule(InMemoryImageDataModule):
         "dog", "frog", "horse", "ship", "truck",
     )  # fmt: skip
     num_classes: ClassVar[int | None] = len(classes)
+    domain_classifier: ClassVar[DomainClassifierSpec | None] = DomainClassifierSpec(
+        min_accuracy=0.65, epochs=8, hflip=True
+    )
 
     def _pickle_files(self) -> list[tuple[str, str]]:
         cls = self.torchvision_class

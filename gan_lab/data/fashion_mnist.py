@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import torchvision
 
+from gan_lab.data.classifier import DomainClassifierSpec
 from gan_lab.data.idx import IdxDataModule, IdxFile
 from gan_lab.data.registry import debian_package_tree
 from gan_lab.data.sources import Source
@@ -32,6 +33,9 @@ class FashionMNISTDataModule(IdxDataModule):
     )
     # "fashion-mnist" is also where the Debian package installs it, in /usr/share/datasets.
     layouts: ClassVar[tuple[str, ...]] = ("FashionMNIST/raw", "fashion-mnist")
+    domain_classifier: ClassVar[DomainClassifierSpec | None] = DomainClassifierSpec(
+        min_accuracy=0.90, epochs=8
+    )
 
     def fetch_official(self, workdir: Path) -> Source:
         return self._fetch_torchvision(torchvision.datasets.FashionMNIST, workdir)

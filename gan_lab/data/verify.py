@@ -16,6 +16,10 @@ from pathlib import Path
 
 from torchvision.datasets.utils import calculate_md5
 
+# Shared with the metrics (weights files, error messages): they live in the base layer.
+from gan_lab.errors import one_line
+from gan_lab.io import file_sha256
+
 # IDX magic numbers: 0x08 = unsigned byte, then the number of dimensions.
 IDX_UBYTE = 0x00000800
 IDX_UBYTE_3D = IDX_UBYTE | 3
@@ -35,15 +39,6 @@ __all__ = [
 def file_md5(path: str | os.PathLike) -> str:
     """md5 hex digest of a file (torchvision's own helper, chunked)."""
     return calculate_md5(str(path))
-
-
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """sha256 hex digest of a file, read in chunks so large archives need little memory."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def idx_images_problem(path: str | os.PathLike, count: int, rows: int, cols: int) -> str | None:
@@ -119,10 +114,3 @@ def stat_signature(paths: Iterable[str | os.PathLike]) -> str:
         entries.append([str(Path(p).resolve()), st.st_size, st.st_mtime_ns])
     blob = json.dumps(entries, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()
-
-
-def one_line(err: BaseException | str, limit: int = 300) -> str:
-    """An exception's message squeezed onto one short line, for error lists and logs."""
-    text = err if isinstance(err, str) else (str(err) or type(err).__name__)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."

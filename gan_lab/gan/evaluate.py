@@ -24,7 +24,13 @@ from gan_lab.gan.checkpoints import (
 )
 from gan_lab.metrics.compute import cached_outputs, extract, fid_score, inception_score, kid_score
 from gan_lab.metrics.extractors import build_extractor, resolve_extractors
-from gan_lab.metrics.protocol import check_counts, kid_subset, label, warn_if_fewer
+from gan_lab.metrics.protocol import (
+    check_counts,
+    named_results,
+    plan_metrics,
+    protocol_record,
+    warn_if_fewer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +102,13 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     stats_dir = Path(datamodule.data_dir) / "cache" / "stats" if m.cache_real_stats else None
     results: dict[str, float] = {}
     unavailable: dict[str, str] = {}
-    identities: dict[str, str] = {}
+    extractors: dict[str, Any] = {}
     for name in resolve_extractors(m.extractors, datamodule):
         extractor = build_extractor(name, datamodule=datamodule, weights_path=m.weights_path)
-        identities[name] = extractor.identity
+        extractors[name] = extractor
+        kinds, missing = plan_metrics(name, extractor.has_logits, fid=m.fid, kid=m.kid,
+                                      inception_score=m.inception_score)  # fmt: skip
+        unavailable.update(missing)
         extractor.to(device)
         real_out = cached_outputs(extractor, real, stats_dir, name, device)
         fake_out = extract(
@@ -109,30 +118,24 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
             device,
         )  # fmt: skip
         real_f, fake_f = real_out["features"].cpu(), fake_out["features"]
-        if m.fid:
-            results[f"fid_{name}"] = fid_score(real_f, fake_f)
-        if m.kid:
-            kid = kid_score(real_f, fake_f, m.kid_subset_size, seed=cfg.seed)
-            results[f"kid_{name}_mean"], results[f"kid_{name}_std"] = kid
-        if m.inception_score:
-            if "logits" in fake_out:
-                mean, std = inception_score(fake_out["logits"], m.is_splits)
-                results[f"is_{name}_mean"], results[f"is_{name}_std"] = mean, std
+        for kind in kinds:
+            if kind == "fid":
+                value = fid_score(real_f, fake_f)
+            elif kind == "kid":
+                value = kid_score(real_f, fake_f, m.kid_subset_size, seed=cfg.seed)
             else:
-                unavailable[f"is_{name}"] = "the Inception weights have no logits layer"
-    protocol = {
-        "num_samples": n,
-        "num_real": n,
-        "num_generated": n,
-        "num_samples_requested": m.num_samples,
-        "label": label(n),
-        "extractors": identities,
-        "held_out": held_out,
-        "unavailable": unavailable,
-        "seed": cfg.seed,
-    }
-    if m.kid:
-        protocol["kid_subset_size"] = kid_subset(m.kid_subset_size, n, n)
+                value = inception_score(fake_out["logits"], m.is_splits)
+            results.update(named_results(kind, name, value))
+    protocol = protocol_record(
+        num_real=n,
+        num_generated=n,
+        requested=m.num_samples,
+        extractors=extractors,
+        held_out=held_out,
+        unavailable=unavailable,
+        kid_subset_size=m.kid_subset_size if m.kid else None,
+        seed=cfg.seed,
+    )
     return {
         "ckpt_path": str(resolve_ckpt_path(cfg.ckpt_path)),
         "generator_steps": int(ckpt.get("global_step", 0)) // (stored_n_disc(config) + 1),

@@ -1,15 +1,26 @@
-"""How many images a metric really compared, and whether that is enough to trust it.
+"""Metric names, protocol records and labels: the one place that builds them.
 
-Shared by validation (``ValidationMetrics``), ``gan_lab.eval`` and ``gan_lab.fid``, so the
-three record, label and refuse sample counts the same way: a protocol always reports the
-counts actually compared (never the count asked for), "sound" needs at least
-:data:`SOUND_NUM_SAMPLES` of them, and a set too small for a metric is a one-line UserError
-instead of a NaN, an exception deep in torchmetrics, or an Inception Score over empty splits.
+Shared by validation (``ValidationMetrics``), ``gan_lab.eval`` (``gan_lab.gan.evaluate``) and
+``gan_lab.fid``, so the three name, record, label and refuse the same way:
+
+- a metric on an extractor's outputs is ``<kind>_<extractor>`` (:func:`metric_name`), FID one
+  number, KID and IS a ``_mean`` and a ``_std`` (:func:`result_names`, :func:`named_results`):
+  ``fid_domain``, ``kid_inception_mean``, ``is_domain_std``; ``gan_lab.fid``, with one
+  extractor, drops the suffix (``fid``, ``kid_mean``);
+- a metric that cannot be computed is left out and recorded with why (:func:`plan_metrics`,
+  :func:`no_logits_reason`);
+- a protocol (:func:`protocol_record`, ``metrics_protocol`` in summary.json and eval.json)
+  always reports the counts actually compared (never the count asked for), "sound" needs at
+  least :data:`SOUND_NUM_SAMPLES` of them, and a set too small for a metric is a one-line
+  UserError instead of a NaN, an exception deep in torchmetrics, or an Inception Score over
+  empty splits.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from gan_lab.errors import UserError
 
@@ -20,6 +31,91 @@ SOUND_NUM_SAMPLES = 10_000
 # FID needs a covariance (2 images at least); KID's unbiased MMD divides by m * (m - 1).
 MIN_FID_IMAGES = 2
 MIN_KID_IMAGES = 2
+# The metric kinds, in the order they are computed, logged and recorded.
+KINDS = ("fid", "kid", "is")
+
+
+def metric_name(kind: str, extractor: str | None = None) -> str:
+    """``<kind>_<extractor>`` (``fid_domain``); just ``kind`` with no extractor (gan_lab.fid)."""
+    return kind if extractor is None else f"{kind}_{extractor}"
+
+
+def result_names(kind: str, extractor: str | None = None) -> tuple[str, ...]:
+    """The result keys of a metric: FID's name, or the ``_mean`` and ``_std`` of KID and IS."""
+    name = metric_name(kind, extractor)
+    return (name,) if kind == "fid" else (f"{name}_mean", f"{name}_std")
+
+
+def named_results(kind: str, extractor: str | None, value: Any) -> dict[str, float]:
+    """A computed metric under its result names; ``value``: a number, or (mean, std)."""
+    values = (value,) if kind == "fid" else tuple(value)
+    return dict(zip(result_names(kind, extractor), map(float, values), strict=True))
+
+
+def no_logits_reason(option: str = "metrics.weights_path") -> str:
+    """Why there is no Inception Score on Inception weights without a logits layer."""
+    return (
+        "the Inception weights have no logits layer (registry fallback); "
+        f"set {option} to torch-fidelity's official file"
+    )
+
+
+def plan_metrics(
+    extractor: str, has_logits: bool, *, fid: bool, kid: bool, inception_score: bool
+) -> tuple[list[str], dict[str, str]]:
+    """The kinds to compute on ``extractor``'s outputs, and {metric name: why} for those
+    asked for that cannot be (IS needs logits)."""
+    kinds = [kind for kind, on in (("fid", fid), ("kid", kid)) if on]
+    unavailable: dict[str, str] = {}
+    if inception_score:
+        if has_logits:
+            kinds.append("is")
+        else:
+            unavailable[metric_name("is", extractor)] = no_logits_reason()
+    return kinds, unavailable
+
+
+def monitor_name(extractors: Sequence[str], fid: bool) -> str | None:
+    """What a sweeper minimizes and checkpoints rank by: FID of the first extractor."""
+    return metric_name("fid", extractors[0]) if fid and extractors else None
+
+
+def protocol_record(
+    *,
+    num_real: int | None,
+    num_generated: int | None,
+    requested: int,
+    extractors: Mapping[str, Any],
+    held_out: dict[str, Any],
+    unavailable: dict[str, str],
+    kid_subset_size: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """``metrics_protocol``: what was compared, and how far to trust it.
+
+    ``num_real``/``num_generated``: the images actually compared (None: none yet);
+    ``requested``: ``metrics.num_samples``; ``extractors``: name -> extractor (recorded by
+    identity); ``kid_subset_size``: the one asked for when KID is on (recorded as KID fits it
+    to the sets), else None. ``extra`` holds what belongs to one caller only: validation's
+    ``monitor``, eval's latent ``seed``.
+    """
+    known = num_real is not None and num_generated is not None
+    compared = min(num_real, num_generated) if known else None
+    record = {
+        "num_samples": compared,
+        "num_real": num_real,
+        "num_generated": num_generated,
+        "num_samples_requested": requested,
+        "label": "no images compared" if compared is None else label(compared),
+        "extractors": {k: getattr(v, "identity", k) for k, v in extractors.items()},
+        "held_out": held_out,
+        **extra,
+        "unavailable": unavailable,
+    }
+    if kid_subset_size is not None:
+        sets = (num_real, num_generated) if known else (requested, requested)
+        record["kid_subset_size"] = kid_subset(kid_subset_size, *sets)
+    return record
 
 
 def label(compared: int) -> str:

@@ -14,7 +14,9 @@ Generated images come from ``GANModule.validation_step``, one per held-out image
 ranks by Lightning's sampler; ``compute()`` runs on every rank (or DDP would hang).
 
 Names in the logger and ``summary.json``: ``fid_<extractor>``, ``kid_<extractor>_mean/_std``,
-``is_<extractor>_mean/_std``, e.g. ``fid_domain`` or ``is_inception_mean``.
+``is_<extractor>_mean/_std``, e.g. ``fid_domain`` or ``is_inception_mean``; they, the protocol
+record and the text of an unavailable metric come from :mod:`gan_lab.metrics.protocol`, as
+``gan_lab.eval``'s do.
 
 ``protocol()`` (``summary.json``'s ``metrics_protocol``) records the numbers of real and
 generated images actually compared, which are fewer than ``num_samples`` when the held-out set
@@ -48,7 +50,11 @@ from gan_lab.metrics.protocol import (
     SOUND_NUM_SAMPLES,
     check_counts,
     kid_subset,
-    label,
+    metric_name,
+    monitor_name,
+    named_results,
+    plan_metrics,
+    protocol_record,
     warn_if_fewer,
 )
 
@@ -72,39 +78,24 @@ class ValidationMetrics(L.Callback):
         stats_dir: Path | None = None,
     ) -> None:
         self.extractors = extractors
-        # The number a sweeper minimizes and checkpoints rank by: FID of the first extractor.
-        self.monitor = f"fid_{next(iter(extractors))}" if fid else None
+        self.monitor = monitor_name(list(extractors), fid)
         self.num_samples = num_samples  # requested; the held-out set may hold fewer
         self.kid_subset_size = kid_subset_size
         self.stats_dir = stats_dir
         self.unavailable: dict[str, str] = {}
-        # (extractor name, metric name, input: "features" or "logits", metric)
+        # (extractor name, metric name, kind: "fid", "kid" or "is", metric); IS reads logits.
         self.metrics: list[tuple[str, str, str, Metric]] = []
         for name, ex in extractors.items():
-            if fid:
-                m = FrechetInceptionDistance(
-                    Passthrough(ex.num_features), reset_real_features=False
-                )
-                self.metrics.append((name, f"fid_{name}", "features", m))
-            if kid:
-                # The subset size is set again from the real counts (setup, and each compute).
-                m = KernelInceptionDistance(
-                    Passthrough(ex.num_features),
-                    subset_size=kid_subset(kid_subset_size, num_samples, num_samples),
-                    reset_real_features=False,
-                )
-                self.metrics.append((name, f"kid_{name}", "features", m))
-            if inception_score:
-                if ex.has_logits:
-                    m = make_inception_score(ex.num_classes, is_splits)
-                    self.metrics.append((name, f"is_{name}", "logits", m))
-                else:
-                    self.unavailable[f"is_{name}"] = (
-                        "the Inception weights have no logits layer (registry fallback); "
-                        "set metrics.weights_path to torch-fidelity's official file"
-                    )
-                    log.warning("is_%s not computed: %s", name, self.unavailable[f"is_{name}"])
-        kinds = {name.split("_")[0] for _, name, _, _ in self.metrics}
+            kinds, unavailable = plan_metrics(
+                name, ex.has_logits, fid=fid, kid=kid, inception_score=inception_score
+            )
+            for metric, why in unavailable.items():
+                log.warning("%s not computed: %s", metric, why)
+            self.unavailable.update(unavailable)
+            for kind in kinds:
+                self.metrics.append((name, metric_name(kind, name), kind,
+                                     self._make(kind, ex, is_splits)))  # fmt: skip
+        kinds = {kind for _, _, kind, _ in self.metrics}
         self.checks = {"fid": "fid" in kinds, "kid": "kid" in kinds,
                        "is_splits": is_splits if "is" in kinds else None}  # fmt: skip
         # Generated images scored at this validation, summed over ranks by torchmetrics.
@@ -117,28 +108,34 @@ class ValidationMetrics(L.Callback):
         self.last_results: dict[str, float] = {}
         self.history: list[dict[str, float]] = []  # one entry per validation: step + metrics
 
+    def _make(self, kind: str, extractor: nn.Module, is_splits: int) -> Metric:
+        """The torchmetrics object of a metric kind, fed the extractor's outputs."""
+        if kind == "fid":
+            return FrechetInceptionDistance(
+                Passthrough(extractor.num_features), reset_real_features=False
+            )
+        if kind == "kid":
+            # The subset size is set again from the real counts (setup, and each compute).
+            subset = kid_subset(self.kid_subset_size, self.num_samples, self.num_samples)
+            return KernelInceptionDistance(
+                Passthrough(extractor.num_features), subset_size=subset, reset_real_features=False
+            )
+        return make_inception_score(extractor.num_classes, is_splits)
+
     # ------------------------------------------------------------------ protocol
     def protocol(self) -> dict[str, Any]:
         """What was compared: counts actually used, their label, extractors, held-out set."""
         # The last validation's counts; before any, the counts the held-out set will give.
-        num_real = self.counts.get("num_real", self.num_real)
-        num_generated = self.counts.get("num_generated", self.num_real)
-        compared = None if num_real is None else min(num_real, num_generated)
-        protocol = {
-            "num_samples": compared,
-            "num_real": num_real,
-            "num_generated": num_generated,
-            "num_samples_requested": self.num_samples,
-            "label": "no images compared" if compared is None else label(compared),
-            "extractors": {k: getattr(v, "identity", k) for k, v in self.extractors.items()},
-            "held_out": self.held_out,
-            "monitor": self.monitor,
-            "unavailable": self.unavailable,
-        }
-        kids = [m for _, name, _, m in self.metrics if name.startswith("kid_")]
-        if kids:
-            protocol["kid_subset_size"] = kids[0].subset_size
-        return protocol
+        return protocol_record(
+            num_real=self.counts.get("num_real", self.num_real),
+            num_generated=self.counts.get("num_generated", self.num_real),
+            requested=self.num_samples,
+            extractors=self.extractors,
+            held_out=self.held_out,
+            unavailable=self.unavailable,
+            kid_subset_size=self.kid_subset_size if self.checks["kid"] else None,
+            monitor=self.monitor,
+        )
 
     def _set_counts(self, num_real: int, num_generated: int) -> None:
         """Check the counts against every metric and fit KID's subset size to them."""
@@ -150,8 +147,8 @@ class ValidationMetrics(L.Callback):
             hint="use more held-out images (metrics.num_samples; for a folder, more images or "
             "a larger data.held_out_fraction) or turn that metric off",
         )
-        for _, name, _, metric in self.metrics:
-            if name.startswith("kid_"):
+        for _, _, kind, metric in self.metrics:
+            if kind == "kid":
                 metric.subset_size = kid_subset(self.kid_subset_size, num_real, num_generated)
 
     # ------------------------------------------------------------------ real statistics
@@ -165,7 +162,7 @@ class ValidationMetrics(L.Callback):
             for name in self.extractors:
                 outputs = self.real_outputs(name, real, pl_module.device)
                 for ex_name, _, kind, metric in self.metrics:
-                    if ex_name == name and kind == "features":
+                    if ex_name == name and kind != "is":
                         metric.update(outputs["features"].to(pl_module.device), real=True)
         self.real_ready = True
 
@@ -212,7 +209,7 @@ class ValidationMetrics(L.Callback):
                 for ex_name, _, kind, metric in self.metrics:
                     if ex_name != name:
                         continue
-                    if kind == "logits":
+                    if kind == "is":
                         metric.update(out["logits"].float())
                     else:
                         metric.update(out["features"].float(), real=False)
@@ -228,12 +225,8 @@ class ValidationMetrics(L.Callback):
         # E.g. trainer.limit_val_batches generates fewer images than there are real ones.
         self._set_counts(self.num_real, num_generated)
         self.counts = {"num_real": self.num_real, "num_generated": num_generated}
-        for _, metric_name, _, metric in self.metrics:
-            value = metric.compute()
-            if isinstance(value, tuple):  # KID and IS: (mean, std)
-                results[f"{metric_name}_mean"], results[f"{metric_name}_std"] = map(float, value)
-            else:
-                results[metric_name] = float(value)
+        for name, _, kind, metric in self.metrics:
+            results.update(named_results(kind, name, metric.compute()))  # KID, IS: (mean, std)
             metric.reset()  # FID/KID keep their real features (reset_real_features=False)
         for key, value in results.items():
             # Every rank holds the same value (compute() synced the states); sync_dist averages

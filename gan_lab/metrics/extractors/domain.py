@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_lab.errors import UserError
-from gan_lab.io import atomic_write
+from gan_lab.io import atomic_write, cache_dir
 from gan_lab.metrics.digest import state_dict_sha256
 
 log = logging.getLogger(__name__)
@@ -45,10 +44,6 @@ log = logging.getLogger(__name__)
 # v2: private generator for shuffling/augmentation; weights and record saved in one file.
 ARCH_VERSION = 2
 FEATURE_DIM = 128
-# Held-out accuracy a classifier must reach before its features are trusted for metrics.
-MIN_ACCURACY = {"mnist": 0.99, "fashion_mnist": 0.90, "cifar10": 0.65}
-# Epochs of the training recipe per dataset (enough for MIN_ACCURACY with margin).
-EPOCHS = {"mnist": 3, "fashion_mnist": 8, "cifar10": 8}
 
 
 class DomainClassifier(nn.Module):
@@ -99,8 +94,7 @@ class DomainClassifier(nn.Module):
 
 def evaluators_dir() -> Path:
     """``$GAN_LAB_CACHE/evaluators`` (default ``~/.cache/gan_lab/evaluators``)."""
-    root = os.environ.get("GAN_LAB_CACHE") or os.path.join("~", ".cache", "gan_lab")
-    return Path(root).expanduser() / "evaluators"
+    return cache_dir("evaluators")
 
 
 def classifier_path(dataset: str, image_size: int, channels: int, root: Path | None = None) -> Path:
@@ -112,12 +106,12 @@ def _to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
-def _augment(x: torch.Tensor, dataset: str, generator: torch.Generator) -> torch.Tensor:
-    """Random shifts of up to 2 px (and flips for CIFAR-10): cheap, and worth ~0.3 % accuracy."""
+def _augment(x: torch.Tensor, hflip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Random shifts of up to 2 px (and flips with ``hflip``): cheap, and worth ~0.3 % accuracy."""
     pad = F.pad(x, (2, 2, 2, 2), mode="replicate")
     i, j = torch.randint(0, 5, (2,), generator=generator).tolist()
     x = pad[:, :, i : i + x.size(2), j : j + x.size(3)]
-    if dataset == "cifar10" and torch.rand((), generator=generator) < 0.5:
+    if hflip and torch.rand((), generator=generator) < 0.5:
         x = x.flip(3)
     return x
 
@@ -139,69 +133,56 @@ def train_classifier(
     train_labels: torch.Tensor,
     test_images: torch.Tensor,
     test_labels: torch.Tensor,
-    epochs: int | None = None,
+    epochs: int = 5,
     batch_size: int = 128,
     seed: int = 0,
+    hflip: bool = False,
 ) -> tuple[DomainClassifier, dict[str, Any]]:
     """Train the domain classifier on uint8 images; returns it and its record (accuracy, ...).
 
-    Deterministic for a given ``seed``, and leaves the caller's global random state untouched.
+    ``epochs`` and ``hflip`` (random horizontal flips) come from the dataset's
+    ``domain_classifier`` settings. Deterministic for a given ``seed``, and leaves the caller's
+    global random state untouched.
     """
     # Weight init and dropout can only draw from the global generator: seed it inside a fork,
     # which restores the caller's state afterwards. Everything else uses a private generator.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        return _train(dataset, train_images, train_labels, test_images, test_labels,
-                      epochs, batch_size, generator)  # fmt: skip
-
-
-def _train(
-    dataset: str,
-    train_images: torch.Tensor,
-    train_labels: torch.Tensor,
-    test_images: torch.Tensor,
-    test_labels: torch.Tensor,
-    epochs: int | None,
-    batch_size: int,
-    generator: torch.Generator,
-) -> tuple[DomainClassifier, dict[str, Any]]:
-    epochs = epochs if epochs is not None else EPOCHS.get(dataset, 5)
-    _, channels, size, _ = train_images.shape
-    num_classes = int(train_labels.max()) + 1
-    model = DomainClassifier(channels, size, num_classes)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
-    steps = epochs * (len(train_images) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        order = torch.randperm(len(train_images), generator=generator)
-        for b in range(len(train_images) // batch_size):
-            idx = order[b * batch_size : (b + 1) * batch_size]
-            x = _augment(_to_unit(train_images[idx]), dataset, generator)
-            loss = F.cross_entropy(model(x), train_labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        log.info(
-            "domain classifier %s: epoch %d/%d, loss %.4f", dataset, epoch + 1, epochs, loss.item()
-        )
-    acc = accuracy(model, test_images, test_labels)
-    record = {
-        "dataset": dataset,
-        "image_size": size,
-        "channels": channels,
-        "num_classes": num_classes,
-        "arch_version": ARCH_VERSION,
-        "feature_dim": FEATURE_DIM,
-        "epochs": epochs,
-        "test_accuracy": round(acc, 5),
-        "test_images": len(test_images),
-        "train_seconds": round(time.perf_counter() - start, 1),
-    }
-    return model.eval(), record
+        _, channels, size, _ = train_images.shape
+        num_classes = int(train_labels.max()) + 1
+        model = DomainClassifier(channels, size, num_classes)
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=5e-4)
+        steps = epochs * (len(train_images) // batch_size)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps)
+        start = time.perf_counter()
+        for epoch in range(epochs):
+            model.train()
+            order = torch.randperm(len(train_images), generator=generator)
+            for b in range(len(train_images) // batch_size):
+                idx = order[b * batch_size : (b + 1) * batch_size]
+                x = _augment(_to_unit(train_images[idx]), hflip, generator)
+                loss = F.cross_entropy(model(x), train_labels[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+            log.info("domain classifier %s: epoch %d/%d, loss %.4f",
+                     dataset, epoch + 1, epochs, loss.item())  # fmt: skip
+        acc = accuracy(model, test_images, test_labels)
+        record = {
+            "dataset": dataset,
+            "image_size": size,
+            "channels": channels,
+            "num_classes": num_classes,
+            "arch_version": ARCH_VERSION,
+            "feature_dim": FEATURE_DIM,
+            "epochs": epochs,
+            "test_accuracy": round(acc, 5),
+            "test_images": len(test_images),
+            "train_seconds": round(time.perf_counter() - start, 1),
+        }
+        return model.eval(), record
 
 
 def save_classifier(model: DomainClassifier, record: dict[str, Any], path: Path) -> dict:
@@ -266,18 +247,25 @@ def load_classifier(path: Path, data_digest: str | None = None) -> tuple[DomainC
     return model.eval(), record
 
 
+def classifier_spec(datamodule: Any) -> Any | None:
+    """The datamodule's ``domain_classifier`` settings (``min_accuracy``, ``epochs``, ``hflip``;
+    see gan_lab.data.classifier), or None when its dataset has no domain classifier."""
+    return getattr(datamodule, "domain_classifier", None)
+
+
 def ensure_classifier(datamodule: Any, root: Path | None = None) -> tuple[DomainClassifier, dict]:
     """The cached classifier for ``datamodule``'s dataset, trained now if missing or stale.
 
     ``datamodule`` is a gan_lab in-memory datamodule (``name``, ``image_size``, ``channels``,
-    images and labels). Classifiers below :data:`MIN_ACCURACY` are refused: their features
-    would make FID numbers nobody should trust.
+    ``domain_classifier``, images and labels). Classifiers below the dataset's
+    ``min_accuracy`` are refused: their features would make FID numbers nobody should trust.
     """
     name = datamodule.name
-    if name not in MIN_ACCURACY:
+    spec = classifier_spec(datamodule)
+    if spec is None:
         raise UserError(
             f"no domain classifier for {name!r} (it has no class labels); use "
-            f"metrics.extractors=auto or [inception], or a dataset among {sorted(MIN_ACCURACY)}"
+            f"metrics.extractors=auto or [inception]"
         )
     digest = datamodule.data_digest()
     path = classifier_path(name, datamodule.image_size, datamodule.channels, root)
@@ -288,14 +276,10 @@ def ensure_classifier(datamodule: Any, root: Path | None = None) -> tuple[Domain
             log.info("%s; training it again", err)
     log.info("training the %s domain classifier once (cached in %s)", name, path)
     model, record = train_classifier(
-        name,
-        datamodule.train_images(),
-        datamodule.train_labels(),
-        datamodule.test_images(),
-        datamodule.test_labels(),
-    )
+        name, datamodule.train_images(), datamodule.train_labels(), datamodule.test_images(),
+        datamodule.test_labels(), epochs=spec.epochs, hflip=spec.hflip)  # fmt: skip
     record["data_digest"] = digest
-    floor = MIN_ACCURACY[name]
+    floor = spec.min_accuracy
     if record["test_accuracy"] < floor or not math.isfinite(record["test_accuracy"]):
         raise UserError(
             f"the {name} domain classifier reached only {record['test_accuracy']:.4f} test "
@@ -304,3 +288,31 @@ def ensure_classifier(datamodule: Any, root: Path | None = None) -> tuple[Domain
     record = save_classifier(model, record, path)
     log.info("%s domain classifier: test accuracy %.4f", name, record["test_accuracy"])
     return model, record
+
+
+class DomainExtractor(nn.Module):
+    """A dataset's own classifier: 128-d penultimate features and class logits.
+
+    Its identity names the architecture version and training-data digest, and the sha256 of
+    the classifier's weights themselves (hashed once, here): a retrained classifier, or one
+    trained on another machine, never reuses statistics cached with another one.
+    """
+
+    def __init__(self, classifier: nn.Module, dataset: str, record: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = classifier.eval()
+        self.has_logits = True
+        self.name = "domain"
+        self.num_features = record["feature_dim"]
+        self.num_classes = record["num_classes"]
+        self.record = record
+        self.weights_sha256 = state_dict_sha256(classifier)
+        self.identity = (
+            f"domain-{dataset}-v{record['arch_version']}-{record['data_digest'][:12]}"
+            f"-w{self.weights_sha256[:12]}"
+        )
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.net.features(images)
+        return {"features": features, "logits": self.net.classify(features)}
