@@ -187,8 +187,9 @@ def test_deprecated_names_are_left_out_of_the_unknown_option_list(repo_root):
 def test_a_checkpoint_with_the_old_builder_target_still_loads(repo_root, tmp_path, old, new):
     """Checkpoints store the resolved config they were trained with, old ``_target_`` names
     included: those must pass safe_instantiate's allowlist and build the same network."""
-    from gan_lab.gan.checkpoints import load_generator
     from omegaconf import OmegaConf
+
+    from gan_lab.gan.checkpoints import load_generator
 
     data = "mnist" if new == "keras_mnist" else "folder"
     model = OmegaConf.to_container(_model_cfg(repo_root, new, data).model, resolve=True)
