@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -44,15 +45,85 @@ def session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data")
 
 
-@pytest.fixture()
-def run_env(session_data_dir: Path, tmp_path: Path) -> dict[str, str]:
+def subprocess_env(data_dir: Path) -> dict[str, str]:
     """Environment for a ``gan_lab`` subprocess: real mirrors, no W&B key, no network W&B."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env["GAN_LAB_DATA_DIR"] = str(session_data_dir)
+    env["GAN_LAB_DATA_DIR"] = str(data_dir)
     mirrors = [str(SHARED_DATA)] if SHARED_DATA.is_dir() else []
     env["GAN_LAB_DATA_MIRRORS"] = os.pathsep.join(mirrors)
     env["HYDRA_FULL_ERROR"] = "0"
     return env
+
+
+@pytest.fixture()
+def run_env(session_data_dir: Path, tmp_path: Path) -> dict[str, str]:
+    """Environment for a ``gan_lab`` subprocess: real mirrors, no W&B key, no network W&B."""
+    return subprocess_env(session_data_dir)
+
+
+# ---------------------------------------------------------------- the MNIST domain classifier
+# Training it takes a minute or two on a small CPU. Every run with the default metrics on MNIST
+# needs it, from the user's cache ($GAN_LAB_CACHE, default ~/.cache/gan_lab); one test
+# (test_train.py) must train it inside a run started with an empty cache. That run is made
+# once per session, before any other test (pytest_collection_modifyitems), and its classifier
+# goes into the user's cache when that has none for this data: a session starting with an
+# empty cache (as CI's) trains it once, not once in that run and again for everyone else.
+COLD_CACHE_ARGS = ["experiment=smoke", "trainer=cpu", "logger=none", "metrics.num_samples=256"]
+
+
+@dataclass(frozen=True)
+class ColdCacheRun:
+    run_dir: Path  # the run started with an empty GAN_LAB_CACHE
+    cache: Path  # that GAN_LAB_CACHE, holding the classifier the run trained
+    env: dict[str, str]  # the run's environment (GAN_LAB_CACHE=cache)
+
+
+@pytest.fixture(scope="session")
+def cold_cache_run(
+    tmp_path_factory: pytest.TempPathFactory, session_data_dir: Path, shared_data: Path
+) -> ColdCacheRun:
+    """``COLD_CACHE_ARGS`` run with an empty GAN_LAB_CACHE: it trains the classifier itself.
+
+    Its classifier then serves the rest of the session (see above)."""
+    from gan_lab.metrics.domain import classifier_path
+
+    root = tmp_path_factory.mktemp("cold_cache")
+    cache = root / "cache"
+    cache.mkdir()
+    env = {**subprocess_env(session_data_dir), "GAN_LAB_CACHE": str(cache)}
+    run_dir = root / "cold"
+    proc = run_train([*COLD_CACHE_ARGS, f"hydra.run.dir={run_dir}"], env, REPO, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained = classifier_path("mnist", 28, 1, root=cache / "evaluators")
+    assert trained.is_file(), f"the run left no classifier in its empty cache {cache}"
+    _install_classifier(trained, classifier_path("mnist", 28, 1))
+    return ColdCacheRun(run_dir, cache, env)
+
+
+def _install_classifier(trained: Path, user: Path) -> None:
+    """Copy ``trained`` (and its JSON copy) to ``user`` unless that is a whole classifier
+    trained on the same data (a warm cache is left as it is)."""
+    from gan_lab.io import atomic_write
+    from gan_lab.metrics.domain import read_classifier_file
+
+    digest = read_classifier_file(trained)[1]["data_digest"]
+    try:
+        if read_classifier_file(user)[1].get("data_digest") == digest:
+            return
+    except Exception:  # absent, unreadable, damaged: replace it
+        pass
+    json_copy = (trained.with_suffix(".json"), user.with_suffix(".json"))
+    try:
+        for src, dst in ((trained, user), json_copy):
+            blob = src.read_bytes()
+            atomic_write(dst, lambda f, blob=blob: f.write(blob))
+    except OSError:  # a read-only cache: the tests that need it train their own, as before
+        pass
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that use the cold-cache run go first: it makes the session's classifier."""
+    items.sort(key=lambda item: "cold_cache_run" not in getattr(item, "fixturenames", ()))
 
 
 def compose_config(overrides: list[str], output_dir: Path):

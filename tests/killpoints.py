@@ -3,7 +3,8 @@
 Added to a run with ``+callbacks.kill._target_=tests.killpoints.KillAt +callbacks.kill.step=N
 +callbacks.kill.where=...``; ``python -m gan_lab.train`` runs from the repo root, so
 ``tests`` is importable as a namespace package. It acts only in a run started afresh (not
-in the ``resume=`` run that continues it).
+in the ``resume=`` run that continues it), or with ``resumed=true`` only in a resumed run
+(``resume=<dir> callbacks.kill.step=M callbacks.kill.resumed=true`` kills that one again).
 
 ``where``:
 - ``batch_start``: SIGKILL at the start of the batch after generator step ``step``, after any
@@ -29,17 +30,21 @@ from gan_lab.io import atomic_write
 
 
 class KillAt(L.Callback):
-    def __init__(self, step: int, where: str = "batch_start") -> None:
+    def __init__(self, step: int, where: str = "batch_start", resumed: bool = False) -> None:
         if where not in ("batch_start", "in_save", "sigterm"):
             raise ValueError(f"unknown kill point {where!r}")
         self.step = step
         self.where = where
+        self.resumed = resumed
+
+    def _this_run(self, trainer: L.Trainer) -> bool:
+        return (trainer.ckpt_path is not None) == self.resumed
 
     def _armed(self, trainer: L.Trainer, pl_module: Any) -> bool:
-        return trainer.ckpt_path is None and pl_module.generator_steps == self.step
+        return self._this_run(trainer) and pl_module.generator_steps == self.step
 
     def on_train_start(self, trainer: L.Trainer, pl_module: Any) -> None:
-        if self.where != "in_save" or trainer.ckpt_path is not None:
+        if self.where != "in_save" or not self._this_run(trainer):
             return
         checkpoint_io = trainer.strategy.checkpoint_io
         save = checkpoint_io.save_checkpoint

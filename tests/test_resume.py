@@ -6,18 +6,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_train
+from conftest import run_train, subprocess_env
 
 # A run short enough for a test that still crosses epochs (limit_train_batches), validates
 # (at each epoch end), logs to CSV and checkpoints every EVERY steps; every other epoch starts
-# with a checkpoint.
-STEPS = 40
+# with a checkpoint. Small batches: what is tested is where a run stops and goes on.
+STEPS = 24
 EVERY = 4
-EPOCH = 10
+EPOCH = 6
 ARGS = [
     "experiment=smoke",
     "trainer=cpu",  # fp32: bit-exact equality is only promised there
@@ -28,21 +30,24 @@ ARGS = [
     f"callbacks.last_checkpoint.every_n_generator_steps={EVERY}",
     "trainer.enable_progress_bar=false",
     "metrics.num_samples=64",
-    "data.batch_size=32",
+    "data.batch_size=16",
 ]
 TESTS_DIR = Path(__file__).resolve().parent
-# name: (generator step, tests/killpoints.py kill point, step last.ckpt holds after the kill)
+# name: (generator step, tests/killpoints.py kill point, step last.ckpt holds after the kill).
+# One run meets them in this order: killed at each, resumed, killed at the next (each kill in
+# the resumed run of the one before), then resumed to the end.
 KILL_POINTS = {
-    "mid_epoch": (14, "batch_start", 12),
-    "right_after_a_checkpoint_at_an_epoch_start": (20, "batch_start", 20),
-    "during_a_checkpoint_write": (28, "in_save", 24),
-    "across_an_epoch_boundary": (11, "batch_start", 8),  # epoch 0 ends (and validates) at 10
-    "after_sigterm": (5, "sigterm", 6),  # the run saves at its next step and stops
+    "after_sigterm": (1, "sigterm", 2),  # the run saves at its next step and stops
+    "across_an_epoch_boundary": (7, "batch_start", 4),  # epoch 0 ends (and validates) at 6
+    "mid_epoch": (10, "batch_start", 8),
+    "right_after_a_checkpoint_at_an_epoch_start": (12, "batch_start", 12),
+    "during_a_checkpoint_write": (20, "in_save", 16),
 }
-# The first part of a run extended by resume=<dir> with the budget of the whole run.
+# The first part of a run extended by resume=<dir> with the budget of the whole run: stopped
+# by a step budget mid-epoch and extended by steps; stopped by an epoch budget (at an epoch's
+# end, after its validation) and extended by epochs.
 EXTENSIONS = {
-    "mid_epoch": (["trainer.max_steps=15"], [f"trainer.max_steps={STEPS}"]),
-    "at_an_epoch_end": (["trainer.max_steps=20"], [f"trainer.max_steps={STEPS}"]),
+    "mid_epoch": (["trainer.max_steps=9"], [f"trainer.max_steps={STEPS}"]),
     "by_epochs": (
         ["trainer.max_steps=-1", "trainer.max_epochs=2"],
         [f"trainer.max_epochs={STEPS // EPOCH}"],
@@ -82,53 +87,96 @@ def kill_env(run_env):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory, session_data_dir, shared_data, repo_root):
+def module_env(session_data_dir):
+    """run_env for module-scoped runs, with tests/ importable (see kill_env)."""
+    env = subprocess_env(session_data_dir)
+    paths = [str(TESTS_DIR), env.get("PYTHONPATH", "")]
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, module_env, shared_data, repo_root):
     """The reference: the same config trained in one go (the environment of run_env)."""
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(GAN_LAB_DATA_DIR=str(session_data_dir), GAN_LAB_DATA_MIRRORS=str(shared_data),
-               HYDRA_FULL_ERROR="0")  # fmt: skip
-    proc = run_train([*ARGS, f"hydra.run.dir={run_dir}"], env, repo_root)
+    proc = run_train([*ARGS, f"hydra.run.dir={run_dir}"], module_env, repo_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 
 
+@dataclass
+class KilledRun:
+    run_dir: Path
+    kills: dict[str, dict] = field(default_factory=dict)  # kill point: what its kill left
+    final: subprocess.CompletedProcess | None = None  # the resume that ran to the end
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory, module_env, shared_data, repo_root) -> KilledRun:
+    """ARGS killed at every kill point in turn (each in the resumed run of the one before),
+    then resumed to the end. Outcomes are recorded here and checked by the tests below."""
+    run = KilledRun(tmp_path_factory.mktemp("killed") / "run")
+    summary = run.run_dir / "summary.json"
+    for i, (point, (step, where, _)) in enumerate(KILL_POINTS.items()):
+        kill = [f"callbacks.kill.step={step}", f"callbacks.kill.where={where}"]
+        if i == 0:  # started afresh
+            args = [*ARGS, "+callbacks.kill._target_=killpoints.KillAt",
+                    *(f"+{k}" for k in kill), "+callbacks.kill.resumed=false",
+                    f"hydra.run.dir={run.run_dir}"]  # fmt: skip
+        else:
+            args = [f"resume={run.run_dir}", *kill, "callbacks.kill.resumed=true"]
+        before = summary.read_bytes() if summary.is_file() else None
+        proc = run_train(args, module_env, repo_root)
+        ckpt = run.run_dir / "checkpoints" / "last.ckpt"
+        run.kills[point] = {
+            "proc": proc,
+            "summary_before": before,
+            "summary_after": summary.read_bytes() if summary.is_file() else None,
+            "last_step": _last_step(run.run_dir) if ckpt.is_file() else None,
+            "leftovers": list((run.run_dir / "checkpoints").glob(".last.ckpt.*.tmp")),
+        }
+    # The kill callback is still configured; it acts only in runs started afresh.
+    args = [f"resume={run.run_dir}", "callbacks.kill.resumed=false"]
+    run.final = run_train(args, module_env, repo_root)
+    return run
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("point", list(KILL_POINTS))
-def test_killed_and_resumed_run_equals_the_uninterrupted_one(
-    point, uninterrupted, kill_env, repo_root, tmp_path
-):
+def test_killed_run_leaves_the_checkpoint_before_the_kill(point, killed_run):
     step, where, saved_step = KILL_POINTS[point]
-    run_dir = tmp_path / "run"
-    kill = ["+callbacks.kill._target_=killpoints.KillAt", f"+callbacks.kill.step={step}",
-            f"+callbacks.kill.where={where}"]  # fmt: skip
-    proc = run_train([*ARGS, *kill, f"hydra.run.dir={run_dir}"], kill_env, repo_root)
+    outcome = killed_run.kills[point]
+    proc = outcome["proc"]
     if where == "sigterm":
         # Stopped by itself after saving: one line naming the step and how to continue.
         assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
         assert proc.stderr.count("\n") == 1 and "resume=" in proc.stderr
-        assert _summary(run_dir)["status"] == "interrupted"
+        assert json.loads(outcome["summary_after"])["status"] == "interrupted"
     else:
         assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
-        assert not (run_dir / "summary.json").exists()  # nothing ran after the kill
-    assert _last_step(run_dir) == saved_step
-    leftovers = list((run_dir / "checkpoints").glob(".last.ckpt.*.tmp"))
-    assert bool(leftovers) == (where == "in_save")  # the half-written file, beside a whole one
+        # Nothing ran after the kill: no summary.json written (or rewritten).
+        assert outcome["summary_after"] == outcome["summary_before"]
+    assert outcome["last_step"] == saved_step
+    # The half-written file, beside a whole one
+    assert bool(outcome["leftovers"]) == (where == "in_save")
 
-    proc = run_train([f"resume={run_dir}"], kill_env, repo_root)
-    assert proc.returncode == 0, proc.stderr[-3000:]
 
+@pytest.mark.slow
+def test_killed_and_resumed_run_equals_the_uninterrupted_one(killed_run, uninterrupted):
+    """Killed at every kill point and resumed after each: the weights, metrics and log of
+    the run trained in one go."""
+    run_dir = killed_run.run_dir
+    assert killed_run.final.returncode == 0, killed_run.final.stderr[-3000:]
     difference = _max_weight_difference(run_dir, uninterrupted)
-    print(f"kill point {point}: resumed from step {saved_step}, max |dw| = {difference}")
+    print(f"killed at {', '.join(KILL_POINTS)} and resumed: max |dw| = {difference}")
     assert difference == 0.0
     resumed, reference = _summary(run_dir), _summary(uninterrupted)
     assert resumed["status"] == "completed"
     assert resumed["metrics_history"] == reference["metrics_history"]
-    assert [h["step"] for h in reference["metrics_history"]] == [10, 20, 30, 40]
+    assert [h["step"] for h in reference["metrics_history"]] == [6, 12, 18, 24]
     assert resumed["metrics"] == reference["metrics"]
     for key in ("generator_steps", "epochs", "train_images"):  # counters span the whole run
         assert resumed[key] == reference[key], key
-    # The CSV log continues across the resume: the same rows, step for step.
+    # The CSV log continues across every resume: the same rows, step for step.
     csv_resumed = (run_dir / "csv" / "metrics.csv").read_text()
     assert csv_resumed == (uninterrupted / "csv" / "metrics.csv").read_text()
     assert not list((run_dir / "checkpoints").glob(".*.tmp"))
@@ -140,7 +188,7 @@ def test_killed_and_resumed_run_equals_the_uninterrupted_one(
 def test_extending_a_finished_run_equals_training_longer_at_once(
     extension, uninterrupted, run_env, repo_root, tmp_path
 ):
-    """A run that ended (mid-epoch, at an epoch's end, or after max_epochs), then
+    """A run that ended (mid-epoch by max_steps, or at an epoch's end by max_epochs), then
     ``resume=<dir>`` with a larger budget: the weights and the log of one longer run."""
     first, more = EXTENSIONS[extension]
     run_dir = tmp_path / "run"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_train
+from conftest import COLD_CACHE_ARGS, run_train
 
 
 @pytest.mark.slow
@@ -88,22 +88,24 @@ def _generator_weights(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_empty_and_warm_classifier_cache_give_identical_runs(run_env, repo_root, tmp_path):
+def test_empty_and_warm_classifier_cache_give_identical_runs(cold_cache_run, repo_root):
     """The first run trains the MNIST domain classifier inside the run (empty GAN_LAB_CACHE),
-    the second loads it: the same config must give the same generator and the same metrics."""
+    the second loads it: the same config must give the same generator and the same metrics.
+
+    The first is the session's cold-cache run (conftest.py: made once, first, and its
+    classifier serves the other tests)."""
     import torch
 
-    env = {**run_env, "GAN_LAB_CACHE": str(tmp_path / "cache")}
-    args = ["experiment=smoke", "trainer=cpu", "logger=none", "metrics.num_samples=256"]
+    # The classifier was trained by the cold run, into its fresh cache.
+    assert list((cold_cache_run.cache / "evaluators").glob("mnist-*.pt"))
+    warm_dir = cold_cache_run.run_dir.parent / "warm"
+    proc = run_train([*COLD_CACHE_ARGS, f"hydra.run.dir={warm_dir}"], cold_cache_run.env,
+                     repo_root, timeout=1200)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
     summaries, weights = [], []
-    for name in ("cold", "warm"):
-        run_dir = tmp_path / name
-        proc = run_train([*args, f"hydra.run.dir={run_dir}"], env, repo_root, timeout=1200)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    for run_dir in (cold_cache_run.run_dir, warm_dir):
         summaries.append(json.loads((run_dir / "summary.json").read_text()))
         weights.append(_generator_weights(run_dir))
-        if name == "cold":  # the classifier was trained by this run, into the fresh cache
-            assert list((tmp_path / "cache" / "evaluators").glob("mnist-*.pt"))
     cold, warm = summaries
     assert cold["status"] == warm["status"] == "completed"
     assert cold["metrics"] == warm["metrics"] and cold["metrics"]["fid_domain"] > 0
