@@ -85,7 +85,7 @@ def cold_cache_run(
     """``COLD_CACHE_ARGS`` run with an empty GAN_LAB_CACHE: it trains the classifier itself.
 
     Its classifier then serves the rest of the session (see above)."""
-    from gan_lab.metrics.domain import classifier_path
+    from gan_lab.metrics.extractors.domain import classifier_path
 
     root = tmp_path_factory.mktemp("cold_cache")
     cache = root / "cache"
@@ -104,7 +104,7 @@ def _install_classifier(trained: Path, user: Path) -> None:
     """Copy ``trained`` (and its JSON copy) to ``user`` unless that is a whole classifier
     trained on the same data (a warm cache is left as it is)."""
     from gan_lab.io import atomic_write
-    from gan_lab.metrics.domain import read_classifier_file
+    from gan_lab.metrics.extractors.domain import read_classifier_file
 
     digest = read_classifier_file(trained)[1]["data_digest"]
     try:
