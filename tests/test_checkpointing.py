@@ -161,7 +161,7 @@ def test_compile_option_trains_and_keeps_checkpoint_names(tmp_path):
 
 
 @pytest.mark.slow
-def test_each_built_module_compiles_afresh(tmp_path, monkeypatch):
+def test_each_built_module_compiles_afresh(tmp_path):
     """Jobs of one multirun process each compile their networks: build_module resets dynamo,
     whose shared nn.Module._call_impl cache would otherwise fill up and fall back to eager."""
     from conftest import compose_config
@@ -169,12 +169,15 @@ def test_each_built_module_compiles_afresh(tmp_path, monkeypatch):
 
     from gan_lab.gan.fit import build_module
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     cfg = compose_config(["module.compile=true", "model.latent_dim=8"], tmp_path)
     z = torch.randn(2, 8)
-    for _job in range(2):
-        counters.clear()
-        module = build_module(cfg)
-        module.configure_model()
-        module.generator(z)
-        assert counters["stats"]["unique_graphs"] == 1  # compiled, not the eager fallback
+    # config.patch, not monkeypatch: monkeypatch's undo deletes the entry from torch's config
+    # module, and every later torch.compile in the session fails ("recompile_limit does not
+    # exist").
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for _job in range(2):
+            counters.clear()
+            module = build_module(cfg)
+            module.configure_model()
+            module.generator(z)
+            assert counters["stats"]["unique_graphs"] == 1  # compiled, not the eager fallback
