@@ -178,6 +178,15 @@ class GANModule(L.LightningModule):
         optimizer._on_before_step()
         optimizer._on_after_step()
 
+    def _update(self, optimizer: Any, loss: torch.Tensor, name: str) -> None:
+        """One optimizer update from ``loss``, or a counted skip when it is not finite."""
+        optimizer.zero_grad(set_to_none=True)
+        if self._finite(loss, name):
+            self.manual_backward(loss)
+            optimizer.step()
+        else:
+            self._count_skipped_step(optimizer)
+
     @torch.no_grad()
     def _update_ema(self) -> None:
         if self.generator_ema is None:
@@ -204,21 +213,11 @@ class GANModule(L.LightningModule):
                 d_loss, d_logs = self.objective.discriminator_loss(
                     G, D, real, self.noise, d_step=first_d_step + i
                 )
-                opt_d.zero_grad(set_to_none=True)
-                if self._finite(d_loss, "the discriminator loss"):
-                    self.manual_backward(d_loss)
-                    opt_d.step()
-                else:
-                    self._count_skipped_step(opt_d)
+                self._update(opt_d, d_loss, "the discriminator loss")
 
         with self.toggled_optimizer(opt_g):
             g_loss, g_logs = self.objective.generator_loss(G, D, real, self.noise)
-            opt_g.zero_grad(set_to_none=True)
-            if self._finite(g_loss, "the generator loss"):
-                self.manual_backward(g_loss)
-                opt_g.step()
-            else:
-                self._count_skipped_step(opt_g)
+            self._update(opt_g, g_loss, "the generator loss")
         self._update_ema()
 
         # Each loss and regularizer names its own scalars (README "Losses").
