@@ -159,3 +159,11 @@ def test_moved_root_keys_still_work_with_one_notice(capsys):
         "n_disc is now module.n_disc; running with module.n_disc=5",
         "compile is now module.compile; running with module.compile=true",
     ]
+
+
+def test_checkpoint_configs_give_n_disc_from_the_module_group_or_the_old_root_key():
+    from gan_lab.gan.checkpoints import stored_n_disc
+
+    assert stored_n_disc({"module": {"n_disc": 5}, "seed": 0}) == 5
+    assert stored_n_disc({"n_disc": 3, "seed": 0}) == 3  # written before conf/module/ existed
+    assert stored_n_disc({"seed": 0}) == 1
