@@ -36,11 +36,16 @@ def resolve_extractors(names: str | Sequence[str], datamodule: Any = None) -> li
 
 
 def build_extractor(
-    name: str, datamodule: Any = None, weights_path: str | None = None
+    name: str, datamodule: Any = None, weights_path: str | None = None, resize: str = "legacy"
 ) -> InceptionExtractor | DomainExtractor:
-    """``inception`` or ``domain`` (the datamodule's dataset classifier, trained if missing)."""
+    """``inception`` or ``domain`` (the datamodule's dataset classifier, trained if missing).
+
+    ``resize``: how Inception brings images to 299x299, ``legacy`` (torch-fidelity's TF1
+    bilinear, as published FIDs) or ``clean`` (clean-fid's PIL bicubic); the domain classifier
+    reads images at the dataset's own size and ignores it.
+    """
     if name == "inception":
-        return InceptionExtractor(resolve_inception_weights(weights_path))
+        return InceptionExtractor(resolve_inception_weights(weights_path), resize=resize)
     if name == "domain":
         if datamodule is None:
             raise UserError("the domain extractor needs a dataset (data=<name>)")
