@@ -111,3 +111,15 @@ def test_bad_bench_section_is_one_line(capsys):
 
 def test_matmul_peak_is_a_rate():
     assert matmul_peak(128, torch.float32, torch.device("cpu"), 2, min_seconds=0.1) > 1e6
+
+
+def test_bench_knn_section_times_the_four_metrics(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    main(["sections=[knn]", "knn_sizes=[60,90]", "knn_dim=8", "knn_memory_mb=0.01",
+          f"out={out}"])  # fmt: skip
+    rows = json.loads(out.read_text())["knn"]
+    assert [r["samples"] for r in rows] == [60, 90]
+    for r in rows:
+        assert r["seconds"] > 0 and r["peak_above_inputs_mb"] >= 0
+        assert 0 <= r["precision"] <= 1 and 0 <= r["coverage"] <= 1
+    assert "precision/recall/density/coverage 90 x 90 (8-d, float64" in capsys.readouterr().out

@@ -27,7 +27,7 @@ def _summary(run_dir: Path) -> dict:
 def _one_process_metrics(run_dir: Path, data_dir: Path) -> dict[str, float]:
     """The run's validation metrics recomputed in one process from its last checkpoint."""
     cfg = compose_config(
-        ["experiment=smoke", "logger=none", f"paths.data_dir={data_dir}",
+        ["experiment=smoke", "logger=none", "metrics.prdc=true", f"paths.data_dir={data_dir}",
          f"paths.data_mirrors={SHARED_DATA}"],
         run_dir / "recheck",
     )  # fmt: skip
@@ -47,7 +47,8 @@ def test_two_process_ddp_run_matches_one_process(run_env, repo_root, tmp_path, s
     run_dir = tmp_path / "ddp"
     # fp32, as the one-process re-scoring below: precision=auto would be bf16 on this CPU,
     # and the generated images would then differ in their last bits.
-    args = [*SMOKE, *DDP, "trainer.precision=32-true", f"hydra.run.dir={run_dir}"]
+    args = [*SMOKE, *DDP, "trainer.precision=32-true", "metrics.prdc=true",
+            f"hydra.run.dir={run_dir}"]  # fmt: skip
     proc = run_train(args, run_env, repo_root)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = _summary(run_dir)
@@ -66,6 +67,11 @@ def test_two_process_ddp_run_matches_one_process(run_env, repo_root, tmp_path, s
     assert summary["metrics"]["fid_domain"] == pytest.approx(single["fid_domain"], rel=1e-5)
     # IS splits its samples after a random permutation (torchmetrics), so only close.
     assert summary["metrics"]["is_domain_mean"] == pytest.approx(single["is_domain_mean"], 0.02)
+    # Precision/recall/density/coverage over the generated features gathered from both ranks
+    # (rank 0 computes, then broadcasts) equal one process's over the same generator.
+    for part in ("precision", "recall", "density", "coverage"):
+        name = f"{part}_domain"
+        assert summary["metrics"][name] == pytest.approx(single[name], abs=1e-9), name
 
 
 @pytest.mark.slow

@@ -153,8 +153,9 @@ def test_wandb_run_id_is_written_by_global_rank_zero_only(env, writes, no_rank_e
 
 def test_report_files_are_written_atomically(recorded, tmp_path):
     from gan_lab.commands import report
+    from gan_lab.gan import report_plots
 
-    written = recorded(report)
+    written = recorded(report, report_plots)
     for i, (dim, fid) in enumerate([(25, 300.0), (50, 200.0)]):
         run = tmp_path / "sweep" / str(i)
         (run / "samples").mkdir(parents=True)
@@ -187,7 +188,7 @@ def test_fid_cli_out_is_written_atomically(recorded, tmp_path, monkeypatch, caps
     from gan_lab.commands import fid
 
     written = recorded(fid)
-    monkeypatch.setattr(fid, "evaluate_sets", lambda *a: {"fid": 1.5})
+    monkeypatch.setattr(fid, "evaluate_sets", lambda *a, **kw: {"fid": 1.5})
     fid.main(["a", "b", "--out", str(tmp_path / "fid.json")])
     assert written == [tmp_path / "fid.json"]
     assert json.loads((tmp_path / "fid.json").read_text()) == {"fid": 1.5}

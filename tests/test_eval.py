@@ -94,14 +94,14 @@ def test_eval_scores_fixed_held_out_images_that_training_never_used(tmp_path, mo
     from hydra.utils import instantiate
 
     import gan_lab.gan.evaluate as gan_eval
-    import gan_lab.metrics.validation as validation
+    import gan_lab.metrics.build as metrics_build
     from gan_lab.gan.fit import fit
 
     root = tmp_path / "imgs"
     for i in range(200):  # distinct flat colors: image i has red value i
         color = np.array([i, (i * 7) % 256, 255 - i], np.uint8)
         save_image(root / f"{i:04d}.png", np.tile(color, (40, 40, 1)))
-    monkeypatch.setattr(validation, "build_extractor", lambda name, **kw: _PoolExtractor())
+    monkeypatch.setattr(metrics_build, "build_extractor", lambda name, **kw: _PoolExtractor())
     monkeypatch.setattr(gan_eval, "build_extractor", lambda name, **kw: _PoolExtractor())
     run_dir = tmp_path / "run"
     cfg = compose_config(
@@ -118,9 +118,9 @@ def test_eval_scores_fixed_held_out_images_that_training_never_used(tmp_path, mo
     seen: list[torch.Tensor] = []
     real_outputs = gan_eval.cached_outputs
 
-    def spy(extractor, real, *args):
+    def spy(extractor, real, *args, **kwargs):
         seen.append(real)
-        return real_outputs(extractor, real, *args)
+        return real_outputs(extractor, real, *args, **kwargs)
 
     monkeypatch.setattr(gan_eval, "cached_outputs", spy)
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
@@ -180,7 +180,7 @@ def test_validation_and_eval_name_and_record_alike(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 
     import gan_lab.gan.evaluate as gan_eval
-    import gan_lab.metrics.validation as validation
+    import gan_lab.metrics.build as metrics_build
     from gan_lab.gan.fit import fit
     from gan_lab.metrics.protocol import no_logits_reason
 
@@ -188,7 +188,7 @@ def test_validation_and_eval_name_and_record_alike(tmp_path, monkeypatch):
     for i in range(100):
         save_image(root / f"{i:04d}.png", np.full((32, 32, 3), (i * 37) % 256, np.uint8))
     extractors = {"pool": _PoolExtractor, "flat": _FlatExtractor}
-    for module in (validation, gan_eval):
+    for module in (metrics_build, gan_eval):
         monkeypatch.setattr(module, "build_extractor", lambda name, **kw: extractors[name]())
     settings = [
         "metrics.extractors=[pool,flat]",
@@ -196,6 +196,9 @@ def test_validation_and_eval_name_and_record_alike(tmp_path, monkeypatch):
         "metrics.kid=true",
         "metrics.kid_subset_size=8",
         "metrics.is_splits=2",
+        "metrics.prdc=true",
+        "metrics.pr_k=2",
+        "metrics.dc_k=4",
         f"paths.data_dir={tmp_path}/d",
     ]
     run_dir = tmp_path / "run"
@@ -212,6 +215,8 @@ def test_validation_and_eval_name_and_record_alike(tmp_path, monkeypatch):
 
     names = {"fid_pool", "kid_pool_mean", "kid_pool_std", "is_pool_mean", "is_pool_std",
              "fid_flat", "kid_flat_mean", "kid_flat_std"}  # fmt: skip
+    names |= {f"{part}_{ex}" for part in ("precision", "recall", "density", "coverage")
+              for ex in ("pool", "flat")}  # fmt: skip
     assert set(summary["metrics"]) == set(result["metrics"]) == names
     trained, evaluated = summary["metrics_protocol"], result["metrics_protocol"]
     assert trained.pop("monitor") == "fid_pool" and evaluated.pop("seed") == 0
@@ -220,3 +225,4 @@ def test_validation_and_eval_name_and_record_alike(tmp_path, monkeypatch):
     assert evaluated["unavailable"] == {"is_flat": no_logits_reason()}
     assert evaluated["extractors"] == {"pool": "pool-v1", "flat": "flat-v1"}
     assert (evaluated["num_samples"], evaluated["kid_subset_size"]) == (10, 8)
+    assert evaluated["prdc_k"] == {"precision_recall": 2, "density_coverage": 4}

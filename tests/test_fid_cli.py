@@ -74,7 +74,7 @@ def test_cli_bad_argument_is_one_line(tmp_path, run_env, repo_root):
 def test_domain_fid_cli_on_mnist_splits(run_env, repo_root, shared_data):
     proc = subprocess.run(
         [sys.executable, "-m", "gan_lab.fid", "mnist:test", "mnist:train", "--extractor",
-         "domain:mnist", "--kid", "--is", "--limit", "1000"],
+         "domain:mnist", "--kid", "--is", "--prdc", "--limit", "1000"],
         cwd=repo_root, env=run_env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -82,6 +82,11 @@ def test_domain_fid_cli_on_mnist_splits(run_env, repo_root, shared_data):
     assert result["num_a"] == result["num_b"] == 1000
     assert 0 < result["fid"] < 15 and result["is_mean"] > 8.5
     assert result["extractor"].startswith("domain-mnist-v")
+    # Two real sets: all four near their ceiling (about 0.85-0.95 at k=3/5 on these features).
+    assert min(result[m] for m in ("precision", "recall", "density", "coverage")) > 0.8, result
+    assert result["prdc_k"] == {"precision_recall": 3, "density_coverage": 5}
+    # Not on a terminal: no bars, but one line per stage with its time.
+    assert "real k-NN radii: 1000 rows in " in proc.stderr
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from gan_lab.metrics.extractors.domain import (
     ensure_classifier,
     load_classifier,
 )
+from gan_lab.metrics.prdc import prdc
 from gan_lab.metrics.protocol import no_logits_reason
 from gan_lab.metrics.validation import ValidationMetrics
 
@@ -72,6 +73,28 @@ def test_domain_fid_and_is_rank_real_above_noise(mnist, mnist_classifier):
     score = InceptionScore(_Logits(extractor), splits=10)
     score.update(noise)
     assert real_is > 9.0 and float(score.compute()[0]) < 2.0
+
+
+@pytest.mark.slow
+def test_precision_recall_density_coverage_tell_collapse_from_noise(mnist, mnist_classifier):
+    """The three sanity cases of the metrics, on real MNIST with the domain features (2000
+    images here; the 10,000-image figures are in the README). Real vs real is not 1: with k=3
+    two disjoint halves of the training set also give about 0.88, the metric's own ceiling on
+    these features."""
+    extractor = DomainExtractor(mnist_classifier[0], "mnist", mnist_classifier[1])
+    labels = mnist.train_labels()
+    sets = {
+        "test": mnist.test_images()[:2000],
+        "train": mnist.train_images()[:2000],
+        "one class": mnist.train_images()[labels == 1][:2000],  # a generator of 1s only
+        "noise": torch.randint(0, 256, (2000, 1, 28, 28), dtype=torch.uint8),
+    }
+    f = {k: extractor(to_unit_images(v))["features"] for k, v in sets.items()}
+    same, collapsed, noise = (prdc(f["test"], f[k]) for k in ("train", "one class", "noise"))
+    assert min(same.values()) > 0.83, same
+    assert collapsed["precision"] > 0.85 and collapsed["density"] > 0.85, collapsed
+    assert collapsed["recall"] < 0.2 and collapsed["coverage"] < 0.2, collapsed
+    assert max(noise.values()) < 0.02, noise
 
 
 class _Features(torch.nn.Module):

@@ -36,3 +36,4 @@ def test_notebook_executes(tmp_path, session_data_dir, run_env, monkeypatch):
     text = json.dumps([o.get("data", o.get("text", "")) for o in outputs])
     assert "tiny run" in text and "uniform noise" in text and "| 300 |" in text
     assert "model.latent_dim=16" in text and "image/png" in text  # the sweep's table and plots
+    assert "precision_domain" in text  # the four set metrics reach the table (default on)

@@ -16,7 +16,7 @@ def test_report_over_a_tiny_sweep_with_a_failed_job(run_env, repo_root, tmp_path
     sweep = tmp_path / "sweep"
     proc = run_train(
         ["-m", "experiment=smoke", "logger=none", "trainer.max_steps=6", "metrics.num_samples=64",
-         "model.latent_dim=-1,16", "seed=0,1", f"hydra.sweep.dir={sweep}"],
+         "metrics.prdc=true", "model.latent_dim=-1,16", "seed=0,1", f"hydra.sweep.dir={sweep}"],
         run_env, repo_root,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -41,7 +41,13 @@ def test_report_over_a_tiny_sweep_with_a_failed_job(run_env, repo_root, tmp_path
     assert mean == pytest.approx(sum(fids) / 2, rel=1e-6)
     md = (report / "report.md").read_text()
     assert "Failed runs:" in md and md.count("latent_dim=-1") >= 1
-    for name in ("fid_domain_by_setting.png", "fid_domain_by_step.png", "samples.png"):
+    # The four set metrics are columns like FID, with their plots and the precision-recall plane.
+    header = md.splitlines()[0]
+    for part in ("precision", "recall", "density", "coverage"):
+        assert f" {part}_domain |" in header
+        assert float(by_setting["model.latent_dim=16"][f"{part}_domain_mean"]) >= 0
+    for name in ("fid_domain_by_setting.png", "fid_domain_by_step.png", "samples.png",
+                 "recall_domain_by_setting.png", "precision_recall_domain.png"):  # fmt: skip
         assert (report / name).stat().st_size > 1000 and str(report / name) in written["files"]
     assert len(written["failed_runs"]) == 2
 
@@ -56,7 +62,7 @@ def test_report_of_a_folder_without_runs_is_one_line(run_env, repo_root, tmp_pat
 
 def test_eval_json_beside_a_summary_joins_the_table(tmp_path):
     """A run's gan_lab.eval result (eval.json in its directory) becomes eval_<metric> columns."""
-    from gan_lab.commands.report import load_settings, metric_names, table_rows
+    from gan_lab.gan.sweep import load_settings, metric_names, table_rows
 
     for i, (dim, seed, fid, eval_fid) in enumerate([(25, 0, 300.0, 290.0), (25, 1, 310.0, 300.0),
                                                      (50, 0, 200.0, 195.0)]):  # fmt: skip
@@ -82,14 +88,14 @@ def test_eval_json_beside_a_summary_joins_the_table(tmp_path):
 
 
 def test_settings_sort_numbers_as_numbers():
-    from gan_lab.commands.report import natural_key
+    from gan_lab.gan.sweep import natural_key
 
     names = ["model.latent_dim=100", "model.latent_dim=25", "model.latent_dim=50"]
     assert sorted(names, key=natural_key) == [names[1], names[2], names[0]]
 
 
 def test_tick_labels_name_one_key_on_the_axis_and_stack_several():
-    from gan_lab.commands.report import tick_labels
+    from gan_lab.gan.report_plots import tick_labels
 
     assert tick_labels(["model.latent_dim=25", "model.latent_dim=50"]) == (
         ["25", "50"],

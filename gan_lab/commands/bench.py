@@ -12,6 +12,8 @@ One process measures, side by side (options in ``conf/bench.yaml``):
    with a cold and with a warm cache.
 5. ``flops``: model FLOPs per training image (torch.utils.flop_counter), achieved FLOP/s and
    their fraction of a matmul peak measured in the same run.
+6. ``knn`` (only when named): time and peak memory of precision/recall/density/coverage at
+   ``knn_sizes`` samples of ``knn_dim``-d features.
 
 It prints a table and writes JSON with the machine (device, threads, versions).
 """
@@ -74,6 +76,11 @@ def table(result: dict[str, Any]) -> str:
                 text += (f", achieved {r['achieved_flops'] / 1e9:.1f} GFLOP/s = "
                          f"{100 * r['fraction_of_fp32_peak']:.0f}% of fp32 peak")  # fmt: skip
             lines.append(text)
+    for r in result.get("knn", []):
+        lines.append(f"\nprecision/recall/density/coverage {r['samples']} x {r['samples']} "
+                     f"({r['dim']}-d, {r['dtype']}, blocks <= {r['memory_mb_bound']:.0f} MB): "
+                     f"{r['seconds']:.1f} s, peak {r['peak_above_inputs_mb']:.0f} MB above the "
+                     f"{r['inputs_mb']:.0f} MB of features")  # fmt: skip
     for r in result.get("profile", []):
         lines.append(f"\nprofile {r['name']} {r['precision']} channels_last={r['channels_last']} "
                      f"({r['steps']} steps; trace {r['trace']}):")  # fmt: skip

@@ -1,11 +1,13 @@
 """FID (and KID, IS) between two image sets, in the style of pytorch-fid.
 
-    python -m gan_lab.fid PATH_A PATH_B [--kid] [--is] [--extractor inception|domain:<dataset>]
+    python -m gan_lab.fid PATH_A PATH_B [--kid] [--is] [--prdc]
+                          [--extractor inception|domain:<dataset>] [--resize legacy|clean]
 
 Each PATH is a folder of images (searched recursively, decoded with PIL as torch-fidelity
 does) or a dataset split such as ``mnist:test`` or ``cifar10:train``. PATH_A plays the real
 set. Prints one JSON object: ``fid`` (and ``kid_mean``/``kid_std``, ``is_mean``/``is_std`` of
-PATH_B), the extractor, the image counts actually compared (``num_a``, ``num_b``; fewer than
+PATH_B, ``precision``/``recall``/``density``/``coverage`` of PATH_B against PATH_A), the
+extractor, the image counts actually compared (``num_a``, ``num_b``; fewer than
 ``--limit`` when a set is smaller, with a warning) and their ``label`` ("sound" for at least
 10,000 images in each set). A set too small for a metric is a one-line error. The numbers
 come from torchmetrics, on torch-fidelity's Inception (``antialias=False``) or on a dataset's
@@ -35,15 +37,19 @@ from gan_lab.metrics.compute import (
     fid_score,
     inception_score,
     kid_score,
+    prdc_score,
+    real_stats_path,
     timed_extract,
 )
 from gan_lab.metrics.extractors import build_extractor
+from gan_lab.metrics.prdc import DC_K, PR_K
 from gan_lab.metrics.protocol import (
     check_counts,
     kid_subset,
     label,
     named_results,
     no_logits_reason,
+    prdc_k_record,
     warn_if_fewer,
 )
 
@@ -100,8 +106,15 @@ def evaluate_sets(
     score_is: bool = False,
     limit: int | None = None,
     weights_path: str | None = None,
+    prdc: bool = False,
+    pr_k: int = PR_K,
+    dc_k: int = DC_K,
+    knn_memory_mb: float = 1024,
+    resize: str = "legacy",
+    bar: bool | None = None,
 ) -> dict[str, Any]:
-    """The metrics of ``spec_b`` against ``spec_a``; see the module doc."""
+    """The metrics of ``spec_b`` against ``spec_a``; see the module doc. ``bar``: progress
+    bars (None: on a terminal only)."""
     a, dm_a = load_set(spec_a, limit)
     b, dm_b = load_set(spec_b, limit)
     if limit is not None:
@@ -113,6 +126,7 @@ def evaluate_sets(
         fid=True,
         kid=kid,
         is_splits=IS_SPLITS if score_is else None,
+        prdc_k=(pr_k, dc_k) if prdc else None,
         real_what=spec_a,
         generated_what=spec_b,
         hint="give more images",
@@ -125,13 +139,13 @@ def evaluate_sets(
         size, channels = dm.image_size, dm.channels
         a, b = fit_images(a, size, channels), fit_images(b, size, channels)
     elif extractor_name == "inception":
-        extractor = build_extractor("inception", weights_path=weights_path)
+        extractor = build_extractor("inception", weights_path=weights_path, resize=resize)
     else:
         raise UserError(f"unknown extractor {extractor_name!r}; use inception or domain:<dataset>")
     out_a, out_b = (
-        cached_outputs(extractor, x, _stats_dir(dm), extractor.name)
+        cached_outputs(extractor, x, _stats_dir(dm), extractor.name, bar=bar)
         if dm is not None
-        else timed_extract(extractor, x, f"{spec} ({extractor_name})")
+        else timed_extract(extractor, x, f"{spec} ({extractor_name})", bar=bar)
         for x, dm, spec in ((a, dm_a, spec_a), (b, dm_b, spec_b))
     )
     # One extractor: the metrics' names carry no extractor suffix ("fid", "kid_mean", ...).
@@ -149,6 +163,15 @@ def evaluate_sets(
         if "logits" not in out_b:
             raise UserError(f"no Inception Score: {no_logits_reason('--weights-path')}")
         result.update(named_results("is", None, inception_score(out_b["logits"], IS_SPLITS)))
+    if prdc:
+        # PATH_A's k-NN radii are cached with its features when it is a dataset split.
+        path = real_stats_path(extractor, a, _stats_dir(dm_a), extractor.name) if dm_a else None
+        value = prdc_score(out_a["features"], out_b["features"], stats_path=path, pr_k=pr_k,
+                           dc_k=dc_k, memory_mb=knn_memory_mb, bar=bar)  # fmt: skip
+        result.update(named_results("prdc", None, value))
+        result["prdc_k"] = prdc_k_record(pr_k, dc_k)
+    if getattr(extractor, "resize", None):
+        result["resize"] = extractor.resize
     return result
 
 
@@ -158,6 +181,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("path_b", help="folder of images or dataset:split")
     parser.add_argument("--kid", action="store_true", help="also KID (mean, std)")
     parser.add_argument("--is", dest="score_is", action="store_true", help="also IS of PATH_B")
+    parser.add_argument("--prdc", action="store_true",
+                        help="also precision, recall, density and coverage of PATH_B")  # fmt: skip
+    parser.add_argument("--pr-k", type=int, default=PR_K, help="k of precision/recall")
+    parser.add_argument("--dc-k", type=int, default=DC_K, help="k of density/coverage")
+    parser.add_argument("--knn-memory-mb", type=float, default=1024,
+                        help="memory bound of each k-NN distance block")  # fmt: skip
+    parser.add_argument("--resize", default="legacy", choices=("legacy", "clean"),
+                        help="legacy (TF1 bilinear, as papers) or clean (clean-fid)")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--extractor", default="inception", help="inception or domain:<dataset>")
     parser.add_argument("--limit", type=int, default=None, help="use the first N images of each")
     parser.add_argument("--weights-path", default=None, help="Inception weights file")
@@ -173,6 +205,12 @@ def main(argv: list[str] | None = None) -> None:
             args.score_is,
             args.limit,
             args.weights_path,
+            prdc=args.prdc,
+            pr_k=args.pr_k,
+            dc_k=args.dc_k,
+            knn_memory_mb=args.knn_memory_mb,
+            resize=args.resize,
+            bar=False if args.no_progress else None,
         )  # fmt: skip
     )
     text = json.dumps(result, indent=1)

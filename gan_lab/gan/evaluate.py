@@ -22,12 +22,22 @@ from gan_lab.gan.checkpoints import (
     safe_instantiate,
     stored_n_disc,
 )
-from gan_lab.metrics.compute import cached_outputs, extract, fid_score, inception_score, kid_score
+from gan_lab.metrics.compute import (
+    cached_outputs,
+    extract,
+    fid_score,
+    inception_score,
+    kid_score,
+    prdc_score,
+    real_stats_path,
+)
 from gan_lab.metrics.extractors import build_extractor, resolve_extractors
+from gan_lab.metrics.progress import Stage
 from gan_lab.metrics.protocol import (
     check_counts,
     named_results,
     plan_metrics,
+    prdc_k_record,
     protocol_record,
     warn_if_fewer,
 )
@@ -96,6 +106,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         fid=m.fid,
         kid=m.kid,
         is_splits=m.is_splits if m.inception_score else None,
+        prdc_k=(m.pr_k, m.dc_k) if m.prdc else None,
         real_what=f"the {datamodule.name} held-out set",
         hint="evaluate on a dataset with more held-out images, or turn that metric off",
     )
@@ -103,26 +114,34 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     results: dict[str, float] = {}
     unavailable: dict[str, str] = {}
     extractors: dict[str, Any] = {}
+    bar = None if cfg.get("progress", True) else False  # None: bars on a terminal only
     for name in resolve_extractors(m.extractors, datamodule):
-        extractor = build_extractor(name, datamodule=datamodule, weights_path=m.weights_path)
+        extractor = build_extractor(name, datamodule=datamodule, weights_path=m.weights_path,
+                                    resize=m.resize)  # fmt: skip
         extractors[name] = extractor
         kinds, missing = plan_metrics(name, extractor.has_logits, fid=m.fid, kid=m.kid,
-                                      inception_score=m.inception_score)  # fmt: skip
+                                      inception_score=m.inception_score, prdc=m.prdc)  # fmt: skip
         unavailable.update(missing)
         extractor.to(device)
-        real_out = cached_outputs(extractor, real, stats_dir, name, device)
-        fake_out = extract(
-            extractor,
-            generated_batches(generator, config["model"]["latent_dim"], n, cfg.batch_size,
-                              cfg.seed, device),
-            device,
-        )  # fmt: skip
+        real_out = cached_outputs(extractor, real, stats_dir, name, device, bar=bar)
+        with Stage(f"generated images ({name})", n, bar=bar) as stage:
+            fake_out = extract(
+                extractor,
+                generated_batches(generator, config["model"]["latent_dim"], n, cfg.batch_size,
+                                  cfg.seed, device),
+                device,
+                progress=stage,
+            )  # fmt: skip
         real_f, fake_f = real_out["features"].cpu(), fake_out["features"]
         for kind in kinds:
             if kind == "fid":
                 value = fid_score(real_f, fake_f)
             elif kind == "kid":
                 value = kid_score(real_f, fake_f, m.kid_subset_size, seed=cfg.seed)
+            elif kind == "prdc":
+                value = prdc_score(real_f, fake_f, bar=bar, pr_k=m.pr_k, dc_k=m.dc_k,
+                                   stats_path=real_stats_path(extractor, real, stats_dir, name),
+                                   memory_mb=m.knn_memory_mb, dtype=m.knn_dtype)  # fmt: skip
             else:
                 value = inception_score(fake_out["logits"], m.is_splits)
             results.update(named_results(kind, name, value))
@@ -134,6 +153,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         held_out=held_out,
         unavailable=unavailable,
         kid_subset_size=m.kid_subset_size if m.kid else None,
+        prdc_k=prdc_k_record(m.pr_k, m.dc_k) if m.prdc else None,
         seed=cfg.seed,
     )
     return {

@@ -5,8 +5,9 @@ Shared by validation (``ValidationMetrics``), ``gan_lab.eval`` (``gan_lab.gan.ev
 
 - a metric on an extractor's outputs is ``<kind>_<extractor>`` (:func:`metric_name`), FID one
   number, KID and IS a ``_mean`` and a ``_std`` (:func:`result_names`, :func:`named_results`):
-  ``fid_domain``, ``kid_inception_mean``, ``is_domain_std``; ``gan_lab.fid``, with one
-  extractor, drops the suffix (``fid``, ``kid_mean``);
+  ``fid_domain``, ``kid_inception_mean``, ``is_domain_std``; the ``prdc`` kind gives four,
+  ``precision_<extractor>``, ``recall_``, ``density_`` and ``coverage_``; ``gan_lab.fid``, with
+  one extractor, drops the suffix (``fid``, ``kid_mean``, ``precision``);
 - a metric that cannot be computed is left out and recorded with why (:func:`plan_metrics`,
   :func:`no_logits_reason`);
 - a protocol (:func:`protocol_record`, ``metrics_protocol`` in summary.json and eval.json)
@@ -32,7 +33,8 @@ SOUND_NUM_SAMPLES = 10_000
 MIN_FID_IMAGES = 2
 MIN_KID_IMAGES = 2
 # The metric kinds, in the order they are computed, logged and recorded.
-KINDS = ("fid", "kid", "is")
+KINDS = ("fid", "kid", "is", "prdc")
+PRDC_NAMES = ("precision", "recall", "density", "coverage")
 
 
 def metric_name(kind: str, extractor: str | None = None) -> str:
@@ -42,13 +44,19 @@ def metric_name(kind: str, extractor: str | None = None) -> str:
 
 def result_names(kind: str, extractor: str | None = None) -> tuple[str, ...]:
     """The result keys of a metric: FID's name, or the ``_mean`` and ``_std`` of KID and IS."""
+    if kind == "prdc":
+        return tuple(metric_name(part, extractor) for part in PRDC_NAMES)
     name = metric_name(kind, extractor)
     return (name,) if kind == "fid" else (f"{name}_mean", f"{name}_std")
 
 
 def named_results(kind: str, extractor: str | None, value: Any) -> dict[str, float]:
-    """A computed metric under its result names; ``value``: a number, or (mean, std)."""
-    values = (value,) if kind == "fid" else tuple(value)
+    """A computed metric under its result names; ``value``: a number, (mean, std), or for
+    ``prdc`` a dict keyed by :data:`PRDC_NAMES`."""
+    if kind == "prdc":
+        values = tuple(value[part] for part in PRDC_NAMES)
+    else:
+        values = (value,) if kind == "fid" else tuple(value)
     return dict(zip(result_names(kind, extractor), map(float, values), strict=True))
 
 
@@ -61,7 +69,13 @@ def no_logits_reason(option: str = "metrics.weights_path") -> str:
 
 
 def plan_metrics(
-    extractor: str, has_logits: bool, *, fid: bool, kid: bool, inception_score: bool
+    extractor: str,
+    has_logits: bool,
+    *,
+    fid: bool,
+    kid: bool,
+    inception_score: bool,
+    prdc: bool = False,
 ) -> tuple[list[str], dict[str, str]]:
     """The kinds to compute on ``extractor``'s outputs, and {metric name: why} for those
     asked for that cannot be (IS needs logits)."""
@@ -72,6 +86,8 @@ def plan_metrics(
             kinds.append("is")
         else:
             unavailable[metric_name("is", extractor)] = no_logits_reason()
+    if prdc:
+        kinds.append("prdc")
     return kinds, unavailable
 
 
@@ -89,6 +105,7 @@ def protocol_record(
     held_out: dict[str, Any],
     unavailable: dict[str, str],
     kid_subset_size: int | None = None,
+    prdc_k: dict[str, int] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
     """``metrics_protocol``: what was compared, and how far to trust it.
@@ -96,7 +113,9 @@ def protocol_record(
     ``num_real``/``num_generated``: the images actually compared (None: none yet);
     ``requested``: ``metrics.num_samples``; ``extractors``: name -> extractor (recorded by
     identity); ``kid_subset_size``: the one asked for when KID is on (recorded as KID fits it
-    to the sets), else None. ``extra`` holds what belongs to one caller only: validation's
+    to the sets), else None; ``prdc_k``: the neighbourhood sizes when precision/recall/density/
+    coverage are on. An extractor with a ``resize`` (Inception: ``legacy`` or ``clean``) has it
+    recorded under ``resize``. ``extra`` holds what belongs to one caller only: validation's
     ``monitor``, eval's latent ``seed``.
     """
     known = num_real is not None and num_generated is not None
@@ -109,13 +128,29 @@ def protocol_record(
         "label": "no images compared" if compared is None else label(compared),
         "extractors": {k: getattr(v, "identity", k) for k, v in extractors.items()},
         "held_out": held_out,
+        **_resizes(extractors),
         **extra,
         "unavailable": unavailable,
     }
     if kid_subset_size is not None:
         sets = (num_real, num_generated) if known else (requested, requested)
         record["kid_subset_size"] = kid_subset(kid_subset_size, *sets)
+    if prdc_k is not None:
+        record["prdc_k"] = prdc_k
     return record
+
+
+def _resizes(extractors: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"resize": {extractor: mode}}`` for the extractors that resize (Inception)."""
+    modes = {
+        k: v.resize for k, v in extractors.items() if isinstance(getattr(v, "resize", None), str)
+    }
+    return {"resize": modes} if modes else {}
+
+
+def prdc_k_record(pr_k: int, dc_k: int) -> dict[str, int]:
+    """The neighbourhood sizes as recorded in ``metrics_protocol["prdc_k"]``."""
+    return {"precision_recall": pr_k, "density_coverage": dc_k}
 
 
 def label(compared: int) -> str:
@@ -140,12 +175,14 @@ def check_counts(
     real_what: str,
     hint: str,
     generated_what: str = "the generated set",
+    prdc_k: tuple[int, int] | None = None,
 ) -> None:
     """UserError (one line) if either set is too small for a metric that is on.
 
     ``is_splits``: the Inception Score's split count (None: no IS), which needs at least one
-    generated image per split. ``real_what``/``generated_what`` name the sets; ``hint`` says
-    how to fix it.
+    generated image per split; ``prdc_k``: (precision/recall k, density/coverage k) when those
+    are on, which need more than k images in a set to find k neighbours.
+    ``real_what``/``generated_what`` name the sets; ``hint`` says how to fix it.
     """
     needs: list[tuple[str, str, int, int]] = []  # (metric, set, has, needs)
     for on, metric, least in (
@@ -157,6 +194,11 @@ def check_counts(
             needs.append((metric, generated_what, num_generated, least))
     if is_splits:
         needs.append((f"IS over {is_splits} splits", generated_what, num_generated, is_splits))
+    if prdc_k is not None:
+        pr_k, dc_k = prdc_k
+        needs.append((f"precision/recall/density/coverage (k={max(prdc_k)})", real_what,
+                      num_real, max(prdc_k) + 1))  # fmt: skip
+        needs.append((f"recall (k={pr_k})", generated_what, num_generated, pr_k + 1))
     for metric, what, has, least in needs:
         if has < least:
             raise UserError(

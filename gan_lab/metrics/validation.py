@@ -13,10 +13,16 @@ one copy of them.
 Generated images come from ``GANModule.validation_step``, one per held-out image, split over
 ranks by Lightning's sampler; ``compute()`` runs on every rank (or DDP would hang).
 
+Precision/recall/density/coverage (:mod:`gan_lab.metrics.prdc`) are set metrics over all the
+generated features, not running sums: torchmetrics' ``CatMetric`` gathers them from every rank,
+rank 0 (which holds the real features and their cached k-NN radii) computes the four numbers
+and broadcasts them, so every rank logs the same values without repeating the k-NN work.
+
 Names in the logger and ``summary.json``: ``fid_<extractor>``, ``kid_<extractor>_mean/_std``,
-``is_<extractor>_mean/_std``, e.g. ``fid_domain`` or ``is_inception_mean``; they, the protocol
-record and the text of an unavailable metric come from :mod:`gan_lab.metrics.protocol`, as
-``gan_lab.eval``'s do.
+``is_<extractor>_mean/_std``, e.g. ``fid_domain`` or ``is_inception_mean``, and with
+``prdc=True`` ``precision_<extractor>``, ``recall_``, ``density_`` and ``coverage_``; they,
+the protocol record and the text of an unavailable metric come from
+:mod:`gan_lab.metrics.protocol`, as ``gan_lab.eval``'s do.
 
 ``protocol()`` (``summary.json``'s ``metrics_protocol``) records the numbers of real and
 generated images actually compared, which are fewer than ``num_samples`` when the held-out set
@@ -35,7 +41,7 @@ import lightning as L
 import torch
 from torch import nn
 from torchmetrics import Metric
-from torchmetrics.aggregation import SumMetric
+from torchmetrics.aggregation import CatMetric, SumMetric
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -43,9 +49,11 @@ from gan_lab.metrics.compute import (
     Passthrough,
     cached_outputs,
     make_inception_score,
+    prdc_score,
+    real_stats_path,
     to_unit_images,
 )
-from gan_lab.metrics.extractors import build_extractor, resolve_extractors
+from gan_lab.metrics.prdc import DC_K, PR_K
 from gan_lab.metrics.protocol import (
     SOUND_NUM_SAMPLES,
     check_counts,
@@ -54,11 +62,12 @@ from gan_lab.metrics.protocol import (
     monitor_name,
     named_results,
     plan_metrics,
+    prdc_k_record,
     protocol_record,
     warn_if_fewer,
 )
 
-__all__ = ["SOUND_NUM_SAMPLES", "ValidationMetrics", "build_validation_metrics"]
+__all__ = ["SOUND_NUM_SAMPLES", "ValidationMetrics"]
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +85,28 @@ class ValidationMetrics(L.Callback):
         kid_subset_size: int = 1000,
         is_splits: int = 10,
         stats_dir: Path | None = None,
+        prdc: bool = False,
+        pr_k: int = PR_K,
+        dc_k: int = DC_K,
+        knn_memory_mb: float = 1024,
+        knn_dtype: str = "float64",
     ) -> None:
         self.extractors = extractors
         self.monitor = monitor_name(list(extractors), fid)
         self.num_samples = num_samples  # requested; the held-out set may hold fewer
         self.kid_subset_size = kid_subset_size
         self.stats_dir = stats_dir
+        self.prdc_options = {"pr_k": pr_k, "dc_k": dc_k, "memory_mb": knn_memory_mb,
+                             "dtype": knn_dtype}  # fmt: skip
+        # extractor name -> (real features, their stats-cache path), on global rank 0.
+        self.prdc_real: dict[str, tuple[torch.Tensor, Path | None]] = {}
         self.unavailable: dict[str, str] = {}
-        # (extractor name, metric name, kind: "fid", "kid" or "is", metric); IS reads logits.
+        # (extractor name, metric name, kind: "fid", "kid", "is" or "prdc", metric); IS reads
+        # logits, the others features.
         self.metrics: list[tuple[str, str, str, Metric]] = []
         for name, ex in extractors.items():
             kinds, unavailable = plan_metrics(
-                name, ex.has_logits, fid=fid, kid=kid, inception_score=inception_score
+                name, ex.has_logits, fid=fid, kid=kid, inception_score=inception_score, prdc=prdc
             )
             for metric, why in unavailable.items():
                 log.warning("%s not computed: %s", metric, why)
@@ -97,7 +116,8 @@ class ValidationMetrics(L.Callback):
                                      self._make(kind, ex, is_splits)))  # fmt: skip
         kinds = {kind for _, _, kind, _ in self.metrics}
         self.checks = {"fid": "fid" in kinds, "kid": "kid" in kinds,
-                       "is_splits": is_splits if "is" in kinds else None}  # fmt: skip
+                       "is_splits": is_splits if "is" in kinds else None,
+                       "prdc_k": (pr_k, dc_k) if "prdc" in kinds else None}  # fmt: skip
         # Generated images scored at this validation, summed over ranks by torchmetrics.
         self.generated = SumMetric()
         self.num_real: int | None = None  # held-out images compared (known at setup)
@@ -120,6 +140,8 @@ class ValidationMetrics(L.Callback):
             return KernelInceptionDistance(
                 Passthrough(extractor.num_features), subset_size=subset, reset_real_features=False
             )
+        if kind == "prdc":  # the generated features, gathered from all ranks at compute()
+            return CatMetric(nan_strategy="disable")
         return make_inception_score(extractor.num_classes, is_splits)
 
     # ------------------------------------------------------------------ protocol
@@ -134,6 +156,7 @@ class ValidationMetrics(L.Callback):
             held_out=self.held_out,
             unavailable=self.unavailable,
             kid_subset_size=self.kid_subset_size if self.checks["kid"] else None,
+            prdc_k=prdc_k_record(*self.checks["prdc_k"]) if self.checks["prdc_k"] else None,
             monitor=self.monitor,
         )
 
@@ -162,7 +185,12 @@ class ValidationMetrics(L.Callback):
             for name in self.extractors:
                 outputs = self.real_outputs(name, real, pl_module.device)
                 for ex_name, _, kind, metric in self.metrics:
-                    if ex_name == name and kind != "is":
+                    if ex_name != name or kind == "is":
+                        continue
+                    if kind == "prdc":
+                        path = real_stats_path(self.extractors[name], real, self.stats_dir, name)
+                        self.prdc_real[name] = (outputs["features"].cpu(), path)
+                    else:
                         metric.update(outputs["features"].to(pl_module.device), real=True)
         self.real_ready = True
 
@@ -211,6 +239,8 @@ class ValidationMetrics(L.Callback):
                         continue
                     if kind == "is":
                         metric.update(out["logits"].float())
+                    elif kind == "prdc":
+                        metric.update(out["features"].float())
                     else:
                         metric.update(out["features"].float(), real=False)
 
@@ -226,7 +256,10 @@ class ValidationMetrics(L.Callback):
         self._set_counts(self.num_real, num_generated)
         self.counts = {"num_real": self.num_real, "num_generated": num_generated}
         for name, _, kind, metric in self.metrics:
-            results.update(named_results(kind, name, metric.compute()))  # KID, IS: (mean, std)
+            value = metric.compute()  # KID, IS: (mean, std); prdc: all ranks' features
+            if kind == "prdc":
+                value = self._prdc(trainer, name, value)
+            results.update(named_results(kind, name, value))
             metric.reset()  # FID/KID keep their real features (reset_real_features=False)
         for key, value in results.items():
             # Every rank holds the same value (compute() synced the states); sync_dist averages
@@ -236,6 +269,15 @@ class ValidationMetrics(L.Callback):
         step = pl_module.generator_steps
         self.history.append({"step": step, **results})
         log.info("step %d: %s", step, {k: round(v, 4) for k, v in results.items()})
+
+    def _prdc(self, trainer: L.Trainer, name: str, fake: torch.Tensor) -> dict[str, float]:
+        """The four set metrics, computed on rank 0 and broadcast to every rank."""
+        value = None
+        if trainer.is_global_zero:
+            real, path = self.prdc_real[name]
+            value = prdc_score(real, fake.float().cpu(), stats_path=path, bar=False,
+                               **self.prdc_options)  # fmt: skip
+        return trainer.strategy.broadcast(value, src=0)
 
     # ------------------------------------------------------------------ checkpoint state
     # The history and latest results travel in checkpoints, so that a resumed run's
@@ -248,39 +290,3 @@ class ValidationMetrics(L.Callback):
         self.history = [dict(entry) for entry in state_dict.get("history", [])]
         self.last_results = dict(state_dict.get("last_results", {}))
         self.counts = dict(state_dict.get("counts", {}))
-
-
-def build_validation_metrics(
-    datamodule: Any,
-    num_samples: int = 2000,
-    extractors: str | list[str] | tuple[str, ...] = "auto",
-    fid: bool = True,
-    kid: bool = False,
-    inception_score: bool = True,
-    kid_subset_size: int = 1000,
-    is_splits: int = 10,
-    weights_path: str | None = None,
-    cache_real_stats: bool = True,
-) -> ValidationMetrics | None:
-    """The validation metrics of ``conf/metrics/``: one extractor pass feeds all metrics.
-
-    ``extractors``: names, or ``auto`` (see :func:`~gan_lab.metrics.extractors.resolve_extractors`).
-    """
-    names = resolve_extractors(extractors, datamodule)
-    if not (fid or kid or inception_score) or not names:
-        return None
-    built = {
-        name: build_extractor(name, datamodule=datamodule, weights_path=weights_path)
-        for name in names
-    }
-    stats_dir = datamodule.data_dir / "cache" / "stats" if cache_real_stats else None
-    return ValidationMetrics(
-        built,
-        num_samples=num_samples,
-        fid=fid,
-        kid=kid,
-        inception_score=inception_score,
-        kid_subset_size=kid_subset_size,
-        is_splits=is_splits,
-        stats_dir=stats_dir,
-    )

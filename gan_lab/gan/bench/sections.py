@@ -12,14 +12,20 @@ from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.errors import UserError
 from gan_lab.gan.bench.setup import machine, training_config
-from gan_lab.gan.bench.throughput import data_path, evaluation, flops_per_image, matmul_peak
+from gan_lab.gan.bench.throughput import (
+    data_path,
+    evaluation,
+    flops_per_image,
+    knn_metrics,
+    matmul_peak,
+)
 from gan_lab.gan.bench.training import compare_training, largest_batch, profile_training
 from gan_lab.gan.evaluate import pick_device
 
 
 def run(bench: DictConfig) -> dict[str, Any]:
     device = pick_device(bench.device)
-    known = {"train", "precision", "memory", "data", "eval", "flops", "profile"}
+    known = {"train", "precision", "memory", "data", "eval", "flops", "profile", "knn"}
     unknown = set(bench.sections) - known
     if unknown:
         raise UserError(f"unknown bench sections {sorted(unknown)}; choose from {sorted(known)}")
@@ -84,6 +90,8 @@ def run(bench: DictConfig) -> dict[str, Any]:
             cfg = training_config(models[p.model], bench.batch_size, p.precision, p.channels_last)
             trace = Path(bench.out).with_name(f"{Path(bench.out).stem}_trace{i}.json")
             result["profile"].append(_log(profile_training(p.model, cfg, bench, device, trace)))
+    if "knn" in bench.sections:
+        result["knn"] = [_log(knn_metrics(n, bench, device)) for n in bench.knn_sizes]
     return result
 
 

@@ -95,6 +95,18 @@ def reset_peak_memory(device: torch.device) -> None:
         Path("/proc/self/clear_refs").write_text("5")
 
 
+def current_memory_mb(device: torch.device) -> float:
+    """Memory in use now: CUDA allocated bytes, or the process's resident set (VmRSS)."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory since reset_peak_memory: CUDA allocated bytes, or the process's peak RSS."""
     if device.type == "cuda":

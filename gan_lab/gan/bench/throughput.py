@@ -13,9 +13,18 @@ import torch
 from omegaconf import DictConfig
 
 from gan_lab.errors import UserError
-from gan_lab.gan.bench.setup import quiet_trainer, ready_datamodule, sync, training_config
+from gan_lab.gan.bench.setup import (
+    current_memory_mb,
+    peak_memory_mb,
+    quiet_trainer,
+    ready_datamodule,
+    reset_peak_memory,
+    sync,
+    training_config,
+)
 from gan_lab.gan.bench.training import plain_segment
 from gan_lab.gan.fit import build_module
+from gan_lab.metrics.prdc import prdc
 
 
 def data_path(dataset: str, bench: DictConfig, device: torch.device) -> dict[str, Any]:
@@ -108,7 +117,7 @@ def evaluation(bench: DictConfig, device: torch.device) -> dict[str, Any]:
 def validation_seconds(module, datamodule, extractor: str, stats_dir: Path,
                        device: torch.device) -> dict[str, float]:  # fmt: skip
     """Wall time of one validation epoch with metrics, and the real-statistics share of it."""
-    from gan_lab.metrics.validation import build_validation_metrics
+    from gan_lab.metrics.build import build_validation_metrics
 
     metrics = build_validation_metrics(
         datamodule, num_samples=datamodule.val_samples, extractors=[extractor]
@@ -160,3 +169,23 @@ def matmul_peak(size: int, dtype: torch.dtype, device: torch.device, repeats: in
         sync(device)
         best, n = min(best, time.perf_counter() - start), n + 1
     return 2 * size**3 / best
+
+
+def knn_metrics(num: int, bench: DictConfig, device: torch.device) -> dict[str, Any]:
+    """Time and peak memory of precision/recall/density/coverage on ``num`` real and ``num``
+    generated random ``knn_dim``-d features, from scratch (no cached radii), in row blocks of
+    at most ``knn_memory_mb``. Memory: the peak above what the two feature sets already hold."""
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(num, bench.knn_dim, generator=g).to(device)
+    fake = (torch.randn(num, bench.knn_dim, generator=g) * 1.02 + 0.01).to(device)
+    reset_peak_memory(device)
+    before = current_memory_mb(device)
+    sync(device)
+    start = time.perf_counter()
+    values = prdc(real, fake, memory_mb=bench.knn_memory_mb, dtype=bench.knn_dtype)
+    sync(device)
+    seconds = time.perf_counter() - start
+    return {"samples": num, "dim": bench.knn_dim, "dtype": bench.knn_dtype,
+            "memory_mb_bound": bench.knn_memory_mb, "seconds": seconds,
+            "inputs_mb": 2 * real.numel() * 4 / 2**20,
+            "peak_above_inputs_mb": peak_memory_mb(device) - before, **values}  # fmt: skip
