@@ -62,15 +62,16 @@ def plot_precision_recall(rows: list[dict], precision: str, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     recall = precision.replace("precision_", "recall_", 1)
-    fig, ax = plt.subplots(figsize=(4.5, 4.2))
-    for row in rows:
+    labels, key = tick_labels([r["setting"] for r in rows])
+    fig, ax = plt.subplots(figsize=(5, 4.6))
+    for row, label in zip(rows, labels, strict=True):
         if not row["runs"]:
             continue
+        # One colour per setting, named in the legend: labels beside close points overlap.
         ax.errorbar(row[f"{recall}_mean"], row[f"{precision}_mean"], xerr=row[f"{recall}_std"],
-                    yerr=row[f"{precision}_std"], fmt="o", capsize=3)  # fmt: skip
-        ax.annotate(row["setting"].replace(",", "\n"), (row[f"{recall}_mean"],
-                    row[f"{precision}_mean"]), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points")  # fmt: skip
+                    yerr=row[f"{precision}_std"], fmt="o", capsize=3,
+                    label=f"{label} (n={row['runs']})")  # fmt: skip
+    ax.legend(title=key, fontsize=7, title_fontsize=7, loc="lower right")
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel(f"{recall} (share of real data reached)")
