@@ -52,9 +52,9 @@ class NaNAfter(NonSaturatingLoss):
         return loss * math.nan if self.calls >= self.n else loss
 
 
-def _module(**kwargs) -> GANModule:
+def _module(fused: bool = False, **kwargs) -> GANModule:
     torch.manual_seed(0)
-    opt = lambda params: torch.optim.Adam(params, lr=1e-2)  # noqa: E731
+    opt = lambda params: torch.optim.Adam(params, lr=1e-2, fused=fused)  # noqa: E731
     return GANModule(
         generator=nn.Sequential(nn.Linear(2, 4), nn.BatchNorm1d(4)),
         discriminator=nn.Sequential(nn.Linear(4, 1), nn.Flatten(0)),
@@ -93,24 +93,38 @@ def test_bad_ema_decay_is_a_user_error():
         _module(ema_decay=1.5)
 
 
-def test_nonfinite_loss_stops_before_the_update():
-    module = _module(objective=Objective(NaNAfter(3)))
+# fused=False: a host check of each loss before its update. fused=True (the default config):
+# the update is skipped on the device through fused Adam's found_inf flag, and the record is
+# read at logging intervals (here: generator step 1, and the end of training).
+@pytest.mark.parametrize("fused", [False, True])
+def test_nonfinite_loss_stops_before_the_update(fused):
+    module = _module(fused=fused, objective=Objective(NaNAfter(3)))
     trainer = _trainer(10)
     with pytest.raises(UserError, match="discriminator loss became nan at generator step 2"):
         trainer.fit(module, datamodule=ToyData())
-    d_weights = module.discriminator[0].weight.detach()
-    assert torch.isfinite(d_weights).all()  # never stepped with the NaN gradient
-    assert module.generator_steps == 2
+    assert torch.isfinite(module.discriminator[0].weight).all()  # never stepped with NaN
+    # Either way the weights are those of generator step 2, the last good one (BatchNorm's
+    # running statistics move with every forward pass, so only parameters compare).
+    reference = _module(fused=fused)
+    _trainer(2).fit(reference, datamodule=ToyData())
+    weights = dict(module.named_parameters())
+    for name, value in reference.named_parameters():
+        assert torch.equal(weights[name], value), name
+    assert module.generator_steps == (10 if fused else 2)  # fused: stopped at the check
 
 
-def test_nonfinite_loss_skip_counts_steps_and_keeps_weights_finite():
-    module = _module(objective=Objective(NaNAfter(3)), on_nonfinite="skip")
+@pytest.mark.parametrize("fused", [False, True])
+def test_nonfinite_loss_skip_counts_steps_and_keeps_weights_finite(fused):
+    module = _module(fused=fused, objective=Objective(NaNAfter(3)), on_nonfinite="skip")
     before = module.discriminator[0].weight.detach().clone()
     _trainer(6).fit(module, datamodule=ToyData())
     assert module.generator_steps == 6  # the budget still counts every batch
     assert module.skipped_steps == 4  # D steps 3..6 were NaN
     assert torch.isfinite(module.discriminator[0].weight).all()
     assert not torch.equal(module.discriminator[0].weight, before)  # steps 1-2 happened
+    # Skipped updates leave Adam's step count alone, as GradScaler's skips do.
+    state = module.trainer.optimizers[1].state[module.discriminator[0].weight]
+    assert int(state["step"]) == 2
 
 
 def _image_module(**options) -> GANModule:

@@ -68,10 +68,20 @@ def test_cpu_trainers_build(option, tmp_path):
 def test_precision_auto_per_device_class(monkeypatch, capabilities, cpu_auto):
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: capabilities)
     assert resolve_precision("auto", "cpu") == cpu_auto
-    assert resolve_precision("auto", "gpu") == "16-mixed"
     assert resolve_precision("auto", "mps") == "32-true"
     assert resolve_precision("bf16-mixed", "cpu") == "bf16-mixed"
     assert resolve_precision("32-true", "cpu") == "32-true"
+
+
+@pytest.mark.parametrize(
+    ("capability", "gpu_auto"),
+    [((9, 0), "bf16-mixed"), ((8, 0), "bf16-mixed"), ((7, 5), "16-mixed"), ((6, 1), "16-mixed")],
+)  # H100, A100: bf16 without a scaler; T4, GTX 1080: fp16 with one
+def test_precision_auto_on_cuda_is_bf16_from_ampere_on(monkeypatch, capability, gpu_auto):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: capability)
+    assert resolve_precision("auto", "gpu") == gpu_auto
+    assert resolve_precision("auto", "auto") == gpu_auto
 
 
 def test_ddp_trainer_finds_unused_parameters(tmp_path):

@@ -9,6 +9,13 @@ batches (= generator steps) as their x-axis: Lightning logs ``_batches_that_step
 The losses come from the objective (:class:`gan_lab.gan.objectives.Objective`: adversarial loss,
 regularizer, augmentation); this module steps the optimizers and handles precision, the
 NaN policy and EMA.
+
+No host synchronization per step (README "Performance"): with an optimizer that takes a
+device-side ``found_inf`` flag (``torch.optim.Adam(fused=True)``, the default config, as
+``GradScaler`` uses it), a non-finite loss skips its update on the device, and the flag is only
+read on the host at logging intervals, before each checkpoint and at the end of training;
+the training scalars go to the logger and progress bar at logging intervals only. Other
+optimizers fall back to a host-side check per update.
 """
 
 from __future__ import annotations
@@ -23,12 +30,12 @@ import torch
 from torch import nn
 
 from gan_lab.errors import UserError
+from gan_lab.gan.nonfinite import NonfiniteRecord, guarded_update
 from gan_lab.gan.objectives import Objective
 from gan_lab.gan.rng import collect_rng_states, set_rng_states
 
 log = logging.getLogger(__name__)
 
-NONFINITE_POLICIES = ("stop", "skip")
 # Validation latents come in blocks of this many rows, each block from its own seeded
 # generator: sample i always gets the same latent, whatever the sample count or world size.
 VAL_NOISE_BLOCK = 1024
@@ -79,13 +86,9 @@ class GANModule(L.LightningModule):
         )
         self.register_buffer("fixed_noise", noise)
         self.seed = seed
-        if on_nonfinite not in NONFINITE_POLICIES:
-            raise UserError(
-                f"module.on_nonfinite must be one of {list(NONFINITE_POLICIES)}, "
-                f"got {on_nonfinite!r}"
-            )
         self.on_nonfinite = on_nonfinite
-        self.skipped_steps = 0
+        self.nonfinite = NonfiniteRecord(on_nonfinite)
+        self.progress_scalars: dict[str, float] = {}  # training scalars as of the last log
         # EMA of the generator's weights (buffers copied): samples and evaluation use it.
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise UserError(f"module.ema_decay must be in (0, 1) or null, got {ema_decay!r}")
@@ -106,6 +109,15 @@ class GANModule(L.LightningModule):
     def generator_steps(self) -> int:
         """Generator updates so far (gan_lab's unit of training length)."""
         return self.trainer.global_step // (self.n_disc + 1)
+
+    @property
+    def skipped_steps(self) -> int:
+        """Updates skipped for a non-finite loss (policy skip), as of the last host check."""
+        return self.nonfinite.skipped
+
+    @skipped_steps.setter
+    def skipped_steps(self, value: int) -> None:
+        self.nonfinite.skipped = value
 
     @property
     def sampling_generator(self) -> nn.Module:
@@ -146,47 +158,6 @@ class GANModule(L.LightningModule):
             self.discriminator_optimizer(self.discriminator.parameters()),
         ]
 
-    def _finite(self, loss: torch.Tensor, name: str) -> bool:
-        """False if ``loss`` is NaN/inf on any rank (then no rank steps: DDP stays in sync).
-
-        With ``on_nonfinite=stop`` this raises before any optimizer step, so the weights, and
-        every checkpoint written so far, hold the last good state.
-        """
-        bad = not bool(torch.isfinite(loss.detach()).all())
-        bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
-        if not bad:
-            return True
-        step = self.generator_steps
-        if self.on_nonfinite == "stop":
-            raise UserError(
-                f"{name} became {loss.item()} at generator step {step}: training stopped before "
-                "using it, checkpoints hold the last good weights; lower optimizer.lr, or set "
-                "on_nonfinite=skip to skip such steps"
-            )
-        self.skipped_steps += 1
-        self.log("train/skipped_steps", float(self.skipped_steps))
-        return False
-
-    @staticmethod
-    def _count_skipped_step(optimizer: Any) -> None:
-        """Count a skipped update as a step without touching the weights.
-
-        Lightning's global_step counts ``optimizer.step()`` calls; a skipped update must count
-        too, or generator steps (global_step / (n_disc + 1)) and the step budget would drift.
-        These are the hooks LightningOptimizer.step itself calls around the real step.
-        """
-        optimizer._on_before_step()
-        optimizer._on_after_step()
-
-    def _update(self, optimizer: Any, loss: torch.Tensor, name: str) -> None:
-        """One optimizer update from ``loss``, or a counted skip when it is not finite."""
-        optimizer.zero_grad(set_to_none=True)
-        if self._finite(loss, name):
-            self.manual_backward(loss)
-            optimizer.step()
-        else:
-            self._count_skipped_step(optimizer)
-
     @torch.no_grad()
     def _update_ema(self) -> None:
         if self.generator_ema is None:
@@ -213,19 +184,36 @@ class GANModule(L.LightningModule):
                 d_loss, d_logs = self.objective.discriminator_loss(
                     G, D, real, self.noise, d_step=first_d_step + i
                 )
-                self._update(opt_d, d_loss, "the discriminator loss")
+                guarded_update(self, opt_d, d_loss, 0)
 
         with self.toggled_optimizer(opt_g):
             g_loss, g_logs = self.objective.generator_loss(G, D, real, self.noise)
-            self._update(opt_g, g_loss, "the generator loss")
+            guarded_update(self, opt_g, g_loss, 1)
         self._update_ema()
 
-        # Each loss and regularizer names its own scalars (README "Losses").
-        logs = {"train/d_loss": d_loss.detach(), "train/g_loss": g_loss.detach()}
-        logs.update({f"train/{k}": v for k, v in {**d_logs, **g_logs}.items()})
-        self.log_dict(logs, prog_bar=True)
+        # Only at logging intervals: reading scalars off the device is a host sync, and the
+        # logger writes only then anyway. One stacked transfer for all of them.
+        every = self.trainer.log_every_n_steps
+        if every and (self.generator_steps % every == 0 or self.generator_steps == 1):
+            self.nonfinite.check()
+            # Each loss and regularizer names its own scalars (README "Losses").
+            logs = {"train/d_loss": d_loss, "train/g_loss": g_loss, **d_logs, **g_logs}
+            names = [k if k.startswith("train/") else f"train/{k}" for k in logs]
+            values = torch.stack([v.detach().float().reshape(()) for v in logs.values()]).tolist()
+            scalars = dict(zip(names, values, strict=True))
+            scalars["train/skipped_steps"] = float(self.skipped_steps)
+            # For the loggers; the progress bar shows these host copies (callbacks/progress_bar.py)
+            # because a prog_bar=True scalar is read off the device on every batch.
+            self.log_dict(scalars)
+            self.progress_scalars = {k: v for k, v in scalars.items() if k != "train/skipped_steps"}
+
+    def on_train_end(self) -> None:
+        self.nonfinite.check()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # A pending non-finite loss stops the run (policy stop) before this checkpoint is
+        # written, and with skip its count must be in the saved state.
+        self.nonfinite.check()
         checkpoint["gan_lab_config"] = self.config
         checkpoint["gan_lab_state"] = {
             "skipped_steps": self.skipped_steps,
