@@ -123,3 +123,76 @@ def test_bench_knn_section_times_the_four_metrics(tmp_path, capsys):
         assert r["seconds"] > 0 and r["peak_above_inputs_mb"] >= 0
         assert 0 <= r["precision"] <= 1 and 0 <= r["coverage"] <= 1
     assert "precision/recall/density/coverage 90 x 90 (8-d, float64" in capsys.readouterr().out
+
+
+# A stand-in with the interface of pytorch/examples' dcgan/main.py (its arguments, FakeData,
+# one "[epoch/niter][i/len] Loss_D: ..." line per iteration): the bench's real peer is the
+# user's copy of that script, which is not shipped; this checks the harness around it.
+PEER_STANDIN = """
+import argparse, os, time
+import torch, torchvision.datasets as dset, torchvision.transforms as transforms
+p = argparse.ArgumentParser()
+for flag in ("--dataset", "--outf"):
+    p.add_argument(flag)
+for flag in ("--niter", "--batchSize", "--imageSize", "--workers", "--manualSeed"):
+    p.add_argument(flag, type=int)
+p.add_argument("--accel", action="store_true")
+opt = p.parse_args()
+assert opt.dataset == "fake" and not opt.accel
+os.makedirs(opt.outf, exist_ok=True)
+data = dset.FakeData(size=int(os.environ["STANDIN_SIZE"]),
+                     image_size=(3, opt.imageSize, opt.imageSize), transform=transforms.ToTensor())
+loader = torch.utils.data.DataLoader(data, batch_size=opt.batchSize, num_workers=opt.workers)
+for epoch in range(opt.niter):
+    for i, (x, _) in enumerate(loader):
+        time.sleep(0.05)
+        print("[%d/%d][%d/%d] Loss_D: 1.0 Loss_G: 1.0" % (epoch, opt.niter, i, len(loader)))
+"""
+
+
+@pytest.mark.slow
+def test_bench_peer_section_runs_both_as_whole_processes(tmp_path, capsys, monkeypatch,
+                                                          session_data_dir):  # fmt: skip
+    from conftest import SHARED_DATA
+
+    monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
+    monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
+    monkeypatch.setenv("STANDIN_SIZE", "40")
+    script = tmp_path / "main.py"
+    script.write_text(PEER_STANDIN)
+    out = tmp_path / "bench.json"
+    main(["sections=[peer]", f"peer_script={script}", "peer_epochs=[1,3]",
+          "peer_images_per_epoch=40", "peer_batch_size=16", "peer_image_size=32",
+          "peer_workers=0",
+          "peer_gan_lab=['data=cifar10','model=dcgan32','metrics=none','logger=none']",
+          f"out={out}"])  # fmt: skip
+    peer = json.loads(out.read_text())["peer"]
+    # 40 images in 3 batches per epoch (16, 16, 8): 2 epochs more in the long run.
+    assert peer["images_differential"] == {"peer": 80, "gan_lab": 96}
+    (short, long), (g_short, g_long) = peer["seconds"]["peer"], peer["seconds"]["gan_lab"]
+    assert long - short > 6 * 0.05  # six more iterations of the stand-in's 50 ms
+    assert peer["peer_images_per_second"] == pytest.approx(80 / (long - short))
+    assert peer["gan_lab_images_per_second"] == pytest.approx(96 / (g_long - g_short))
+    assert peer["ratio"] == pytest.approx(
+        peer["gan_lab_images_per_second"] / peer["peer_images_per_second"]
+    )
+    assert "peer (cpu, batch 16, 32 px, 80 images long minus short)" in capsys.readouterr().out
+
+
+def test_bench_peer_section_without_a_script_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sections=[peer]"])
+    assert exit_info.value.code == 2
+    assert "peer_script=<path to pytorch/examples dcgan/main.py>" in capsys.readouterr().err
+
+
+def test_bench_peer_with_a_different_epoch_size_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("STANDIN_SIZE", "40")
+    script = tmp_path / "main.py"
+    script.write_text(PEER_STANDIN)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sections=[peer]", f"peer_script={script}", "peer_epochs=[1,2]",
+              "peer_images_per_epoch=1000", "peer_batch_size=16", "peer_image_size=8",
+              "peer_workers=0", f"out={tmp_path / 'b.json'}"])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "the peer ran 3 iterations in 1 epochs, not 63" in capsys.readouterr().err

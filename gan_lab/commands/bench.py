@@ -14,6 +14,8 @@ One process measures, side by side (options in ``conf/bench.yaml``):
    their fraction of a matmul peak measured in the same run.
 6. ``knn`` (only when named): time and peak memory of precision/recall/density/coverage at
    ``knn_sizes`` samples of ``knn_dim``-d features.
+7. ``peer`` (only when named, with ``peer_script``): gan_lab.train against pytorch/examples'
+   dcgan/main.py as whole processes, long run minus short run; the ratio is the headline.
 
 It prints a table and writes JSON with the machine (device, threads, versions).
 """
@@ -81,6 +83,13 @@ def table(result: dict[str, Any]) -> str:
                      f"({r['dim']}-d, {r['dtype']}, blocks <= {r['memory_mb_bound']:.0f} MB): "
                      f"{r['seconds']:.1f} s, peak {r['peak_above_inputs_mb']:.0f} MB above the "
                      f"{r['inputs_mb']:.0f} MB of features")  # fmt: skip
+    if "peer" in result:
+        r = result["peer"]
+        lines.append(f"\npeer ({r['device']}, batch {r['batch_size']}, {r['image_size']} px, "
+                     f"{r['images_differential']['peer']} images long minus short): gan_lab "
+                     f"{r['gan_lab_images_per_second']:.1f} img/s, "
+                     f"{Path(r['peer_script']).name} {r['peer_images_per_second']:.1f} img/s, "
+                     f"ratio {r['ratio']:.2f}")  # fmt: skip
     for r in result.get("profile", []):
         lines.append(f"\nprofile {r['name']} {r['precision']} channels_last={r['channels_last']} "
                      f"({r['steps']} steps; trace {r['trace']}):")  # fmt: skip

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gan_lab.errors import UserError
+from gan_lab.gan.bench.peer import peer_comparison
 from gan_lab.gan.bench.setup import machine, training_config
 from gan_lab.gan.bench.throughput import (
     data_path,
@@ -25,7 +26,7 @@ from gan_lab.gan.evaluate import pick_device
 
 def run(bench: DictConfig) -> dict[str, Any]:
     device = pick_device(bench.device)
-    known = {"train", "precision", "memory", "data", "eval", "flops", "profile", "knn"}
+    known = {"train", "precision", "memory", "data", "eval", "flops", "profile", "knn", "peer"}
     unknown = set(bench.sections) - known
     if unknown:
         raise UserError(f"unknown bench sections {sorted(unknown)}; choose from {sorted(known)}")
@@ -92,6 +93,8 @@ def run(bench: DictConfig) -> dict[str, Any]:
             result["profile"].append(_log(profile_training(p.model, cfg, bench, device, trace)))
     if "knn" in bench.sections:
         result["knn"] = [_log(knn_metrics(n, bench, device)) for n in bench.knn_sizes]
+    if "peer" in bench.sections:
+        result["peer"] = _log(peer_comparison(bench, device))
     return result
 
 
