@@ -181,10 +181,16 @@ class RecordingObjective(Objective):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.d_steps: list[int] = []
+        self.fakes: list[tuple[str, torch.Tensor | None]] = []
 
-    def discriminator_loss(self, G, D, real, latents, d_step):
+    def discriminator_loss(self, G, D, real, latents, d_step, fake=None):
         self.d_steps.append(d_step)
-        return super().discriminator_loss(G, D, real, latents, d_step)
+        self.fakes.append(("D", fake))
+        return super().discriminator_loss(G, D, real, latents, d_step, fake)
+
+    def generator_loss(self, G, D, real, latents, fake=None):
+        self.fakes.append(("G", fake))
+        return super().generator_loss(G, D, real, latents, fake)
 
 
 def _module(objective, **options) -> GANModule:
@@ -211,6 +217,28 @@ def test_d_step_counts_discriminator_updates_through_a_resume(tmp_path):
     _trainer(3, n_disc=2).fit(_module(resumed, n_disc=2), datamodule=Images(),
                               ckpt_path=tmp_path / "c.ckpt")  # fmt: skip
     assert resumed.d_steps == [4, 5]
+
+
+@pytest.mark.parametrize("reuse", [False, True])
+def test_reuse_fakes_runs_one_generator_forward_per_step(reuse):
+    """reuse_fakes: the D step's fakes, made with G's graph, are what the G step's loss sees."""
+    objective = RecordingObjective()
+    module = _module(objective, reuse_fakes=reuse)
+    forwards: list[int] = []
+    module.generator.register_forward_hook(lambda *args: forwards.append(1))
+    _trainer(3).fit(module, datamodule=Images())
+    assert len(forwards) == (3 if reuse else 6)
+    (d, d_fake), (g, g_fake) = objective.fakes[:2]
+    assert (d, g) == ("D", "G")
+    if reuse:
+        assert d_fake is g_fake and g_fake.grad_fn is not None  # one tensor, G's graph kept
+    else:
+        assert d_fake is None and g_fake is None  # each loss makes its own
+
+
+def test_reuse_fakes_with_several_d_steps_is_a_user_error():
+    with pytest.raises(UserError, match="module.reuse_fakes=true needs module.n_disc=1"):
+        _module(Objective(), reuse_fakes=True, n_disc=2)
 
 
 def test_regularizer_augment_channels_last_and_ema_train_together():

@@ -61,6 +61,7 @@ class GANModule(L.LightningModule):
         on_nonfinite: str,
         channels_last: bool,
         compile: bool,
+        reuse_fakes: bool,
         num_fixed_samples: int,
         run_config: dict[str, Any] | None = None,
     ) -> None:
@@ -68,8 +69,14 @@ class GANModule(L.LightningModule):
         gan_lab.gan.fit builds the module from that group with ``instantiate``."""
         if isinstance(n_disc, bool) or not isinstance(n_disc, int) or n_disc < 1:
             raise UserError(f"module.n_disc must be an integer >= 1, got {n_disc!r}")
+        if reuse_fakes and n_disc != 1:
+            raise UserError(
+                f"module.reuse_fakes=true needs module.n_disc=1 (got {n_disc}): one batch of "
+                "fakes serves one D and one G step; set module.reuse_fakes=false"
+            )
         super().__init__()
         self.automatic_optimization = False
+        self.reuse_fakes = reuse_fakes
         self.generator = generator
         self.discriminator = discriminator
         self.generator_optimizer = generator_optimizer
@@ -179,15 +186,19 @@ class GANModule(L.LightningModule):
         # The global index of each D update, from the checkpointed step counter: lazy
         # regularizers stay on their grid through a resume.
         first_d_step = self.generator_steps * self.n_disc
+        # reuse_fakes: one G forward, with its graph, serves the D step (detached) and the G
+        # step, as pytorch/examples' DCGAN does; made before the toggles, which would switch
+        # off G's gradients during the D step.
+        fake = G(self.noise(real.size(0))) if self.reuse_fakes else None
         with self.toggled_optimizer(opt_d):
             for i in range(self.n_disc):
                 d_loss, d_logs = self.objective.discriminator_loss(
-                    G, D, real, self.noise, d_step=first_d_step + i
+                    G, D, real, self.noise, d_step=first_d_step + i, fake=fake
                 )
                 guarded_update(self, opt_d, d_loss, 0)
 
         with self.toggled_optimizer(opt_g):
-            g_loss, g_logs = self.objective.generator_loss(G, D, real, self.noise)
+            g_loss, g_logs = self.objective.generator_loss(G, D, real, self.noise, fake=fake)
             guarded_update(self, opt_g, g_loss, 1)
         self._update_ema()
 

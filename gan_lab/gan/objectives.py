@@ -192,14 +192,17 @@ class Objective:
 
     def discriminator_loss(
         self, G: nn.Module, D: nn.Module, real: Tensor, latents: Callable[[int], Tensor],
-        d_step: int,
+        d_step: int, fake: Tensor | None = None,
     ) -> tuple[Tensor, Logs]:  # fmt: skip
         """D's loss (with the regularizer's term on its steps) and what to log.
 
         ``d_step``: the global index of this discriminator update, counted from 0.
+        ``fake``: generated images to use (detached here) instead of a fresh batch.
         """
-        with torch.no_grad():
-            fake = G(latents(real.size(0)))
+        if fake is None:
+            with torch.no_grad():
+                fake = G(latents(real.size(0)))
+        fake = fake.detach()
         critic = self.critic(D)
         real_logits, fake_logits = critic(real), critic(fake)
         loss = self.loss.discriminator(real_logits, fake_logits)
@@ -218,8 +221,12 @@ class Objective:
         return loss, logs
 
     def generator_loss(
-        self, G: nn.Module, D: nn.Module, real: Tensor, latents: Callable[[int], Tensor]
-    ) -> tuple[Tensor, Logs]:
-        """G's loss on a fresh batch of fakes, and what to log (nothing beyond the loss here)."""
-        fake_logits = self.critic(D)(G(latents(real.size(0))))
+        self, G: nn.Module, D: nn.Module, real: Tensor, latents: Callable[[int], Tensor],
+        fake: Tensor | None = None,
+    ) -> tuple[Tensor, Logs]:  # fmt: skip
+        """G's loss on a fresh batch of fakes, or on ``fake`` (generated with G's graph), and
+        what to log (nothing beyond the loss here)."""
+        if fake is None:
+            fake = G(latents(real.size(0)))
+        fake_logits = self.critic(D)(fake)
         return self.loss.generator(fake_logits), {}
