@@ -174,6 +174,16 @@ def test_compile_option_trains_and_keeps_checkpoint_names(tmp_path):
     assert set(state) == set(_image_module().state_dict())
 
 
+def test_compile_takes_a_torch_compile_mode(monkeypatch):
+    modes = []
+    monkeypatch.setattr(nn.Module, "compile", lambda self, **kw: modes.append(kw["mode"]))
+    _image_module(compile="max-autotune-no-cudagraphs").configure_model()
+    _image_module(compile=True).configure_model()
+    assert modes == ["max-autotune-no-cudagraphs"] * 2 + [None] * 2  # G and D; true: default
+    with pytest.raises(UserError, match="module.compile must be false, true or a torch.compile"):
+        _image_module(compile="fastest")
+
+
 @pytest.mark.slow
 def test_each_built_module_compiles_afresh(tmp_path):
     """Jobs of one multirun process each compile their networks: build_module resets dynamo,

@@ -36,6 +36,8 @@ from gan_lab.gan.rng import collect_rng_states, set_rng_states
 
 log = logging.getLogger(__name__)
 
+# torch.compile's modes; module.compile=true is "default". reduce-overhead adds CUDA graphs.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 # Validation latents come in blocks of this many rows, each block from its own seeded
 # generator: sample i always gets the same latent, whatever the sample count or world size.
 VAL_NOISE_BLOCK = 1024
@@ -60,7 +62,7 @@ class GANModule(L.LightningModule):
         ema_decay: float | None,
         on_nonfinite: str,
         channels_last: bool,
-        compile: bool,
+        compile: bool | str,
         reuse_fakes: bool,
         num_fixed_samples: int,
         run_config: dict[str, Any] | None = None,
@@ -105,6 +107,11 @@ class GANModule(L.LightningModule):
             self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
         # Speed options (see README "Performance"): NHWC memory layout, torch.compile.
         self.channels_last = channels_last
+        if compile not in (False, True, *COMPILE_MODES):
+            raise UserError(
+                f"module.compile must be false, true or a torch.compile mode "
+                f"({', '.join(COMPILE_MODES)}), got {compile!r}"
+            )
         self.compile_networks = compile
         # Validation latents, VAL_NOISE_BLOCK rows per seeded block, grown on demand.
         self._val_noise_table = torch.empty(0, latent_dim)
@@ -143,14 +150,15 @@ class GANModule(L.LightningModule):
             self.to(memory_format=torch.channels_last)
         if self.compile_networks and not getattr(self, "_compiled", False):
             # In place (nn.Module.compile): parameter names and checkpoints stay the same.
-            self.generator.compile()
+            mode = None if self.compile_networks is True else self.compile_networks
+            self.generator.compile(mode=mode)
             if self.objective.needs_double_backward:
                 # torch.compile (aot_autograd) cannot differentiate twice, as the gradient
                 # penalties do ("does not currently support double backward").
                 log.info("compile: the regularizer needs double backward; compiling only the "
                          "generator")  # fmt: skip
             else:
-                self.discriminator.compile()
+                self.discriminator.compile(mode=mode)
             self._compiled = True
 
     def on_fit_start(self) -> None:

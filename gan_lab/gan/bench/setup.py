@@ -29,7 +29,8 @@ from gan_lab.gan.module import GANModule
 
 
 def training_config(overrides: list[str], batch_size: int, precision: str = "32-true",
-                    channels_last: bool = False, compile: bool = False) -> DictConfig:  # fmt: skip
+                    channels_last: bool = False,
+                    compile: bool | str = False) -> DictConfig:  # fmt: skip
     """The gan_lab.train config of one benchmarked setting (no logger, metrics or callbacks)."""
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         return compose("config", overrides=[

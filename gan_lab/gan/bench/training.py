@@ -136,7 +136,7 @@ def compare_training(name: str, cfg: DictConfig, bench: DictConfig,
     lightning, plain = _mean(ips["lightning"]), _mean(ips["plain"])
     return {
         "name": name, "precision": str(cfg.trainer.precision),
-        "channels_last": bool(cfg.module.channels_last), "compile": bool(cfg.module.compile),
+        "channels_last": bool(cfg.module.channels_last), "compile": cfg.module.compile,
         "batch_size": int(cfg.data.batch_size), "lightning_images_per_second": lightning,
         "plain_images_per_second": plain, "ratio": lightning / plain,
         "segments": ips, "data_wait_share": _mean([r["data_wait_share"] for r in
