@@ -54,6 +54,19 @@ CASES = [
     ("bad-precision", "train", ["trainer.precision=17"]),
     ("bad-nonfinite-policy", "train", ["module.on_nonfinite=maybe"]),
     ("ema-decay-above-one", "train", ["module.ema_decay=2"]),
+    # A loss that turns NaN in training (fused Adam's device-side skip, read at a log step).
+    (
+        "diverging-loss",
+        "train",
+        [
+            "experiment=smoke",
+            "metrics=none",
+            "logger=none",
+            "optimizer.lr=1e30",
+            "loss=lsgan",
+            "hydra.run.dir={o}/diverged",
+        ],
+    ),
     ("checkpoint-interval-zero", "train", ["callbacks.last_checkpoint.every_n_generator_steps=0"]),
     ("bad-wandb-mode", "train", ["logger.mode=bogus"]),
     ("unknown-extractor", "train", ["metrics.extractors=[nope]"]),
