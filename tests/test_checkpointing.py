@@ -12,7 +12,7 @@ from torch import nn
 
 from gan_lab.errors import UserError
 from gan_lab.gan.callbacks import AtomicCheckpointIO
-from gan_lab.gan.module import GANModule
+from gan_lab.gan.module import GANModule, resolve_channels_last
 from gan_lab.gan.objectives import NonSaturatingLoss, Objective
 
 
@@ -146,12 +146,25 @@ class Images(L.LightningDataModule):
         return torch.utils.data.DataLoader(torch.randn(32, 3, 4, 4), batch_size=8)
 
 
-def test_channels_last_option_trains_in_nhwc():
-    module = _image_module(channels_last=True)
+@pytest.mark.parametrize("setting, nhwc", [(True, True), ("auto", True), (False, False)])
+def test_channels_last_option_trains_in_nhwc(setting, nhwc):
+    """module.channels_last: true and auto (on a CPU) train both networks in NHWC, false not."""
+    module = _image_module(channels_last=setting)
     _trainer(2).fit(module, datamodule=Images())
-    assert module.discriminator[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert module.generator[2].weight.is_contiguous(memory_format=torch.channels_last)
+    weight = module.discriminator[0].weight  # 4x3x3x3: the two layouts differ (G's has C=1)
+    assert weight.is_contiguous(memory_format=torch.channels_last) is nhwc
+    assert weight.is_contiguous() is not nhwc
+    assert module.channels_last is nhwc
     assert module.generator_steps == 2
+
+
+def test_channels_last_auto_per_device_type_and_bad_values():
+    assert resolve_channels_last("auto", "cpu") and resolve_channels_last("auto", "cuda")
+    assert not resolve_channels_last("auto", "mps")
+    assert resolve_channels_last(True, "mps") and not resolve_channels_last(False, "cuda")
+    for bad in ("yes", 2, None):
+        with pytest.raises(UserError, match="module.channels_last must be true, false or auto"):
+            _image_module(channels_last=bad)
 
 
 @pytest.mark.slow

@@ -41,6 +41,8 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 # Validation latents come in blocks of this many rows, each block from its own seeded
 # generator: sample i always gets the same latent, whatever the sample count or world size.
 VAL_NOISE_BLOCK = 1024
+# channels_last=auto: NHWC on these devices (measured on CPUs, README "Performance"; cuDNN).
+CHANNELS_LAST_DEVICE_TYPES = ("cpu", "cuda")
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -61,7 +63,7 @@ class GANModule(L.LightningModule):
         n_disc: int,
         ema_decay: float | None,
         on_nonfinite: str,
-        channels_last: bool,
+        channels_last: bool | str,
         compile: bool | str,
         reuse_fakes: bool,
         num_fixed_samples: int,
@@ -106,7 +108,11 @@ class GANModule(L.LightningModule):
         if ema_decay is not None:
             self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
         # Speed options (see README "Performance"): NHWC memory layout, torch.compile.
-        self.channels_last = channels_last
+        if channels_last not in (False, True, "auto"):
+            raise UserError(f"module.channels_last must be true, false or auto, got "
+                            f"{channels_last!r}")  # fmt: skip
+        self.channels_last_setting = channels_last
+        self.channels_last = channels_last is True  # "auto" is resolved in configure_model
         if compile not in (False, True, *COMPILE_MODES):
             raise UserError(
                 f"module.compile must be false, true or a torch.compile mode "
@@ -146,6 +152,7 @@ class GANModule(L.LightningModule):
 
     def configure_model(self) -> None:
         """Apply the speed options once the module is on its device (before DDP wraps it)."""
+        self.channels_last = resolve_channels_last(self.channels_last_setting, self.device.type)
         if self.channels_last:
             self.to(memory_format=torch.channels_last)
         if self.compile_networks and not getattr(self, "_compiled", False):
@@ -188,7 +195,7 @@ class GANModule(L.LightningModule):
     def training_step(self, real: torch.Tensor, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         G, D = self.generator, self.discriminator
-        if self.channels_last:
+        if self.channels_last and real.dim() == 4:  # images; auto also meets other data
             real = real.contiguous(memory_format=torch.channels_last)
 
         # The global index of each D update, from the checkpointed step counter: lazy
@@ -304,3 +311,10 @@ class GANModule(L.LightningModule):
         world, rank = self.trainer.world_size, self.trainer.global_rank
         z = self.validation_noise(rank + local * world)
         return self.sampling_generator(z).float()
+
+
+def resolve_channels_last(setting: bool | str, device_type: str) -> bool:
+    """module.channels_last as applied on a device: true, false, or auto by device type."""
+    if setting == "auto":
+        return device_type in CHANNELS_LAST_DEVICE_TYPES
+    return bool(setting)
