@@ -219,11 +219,13 @@ def test_d_step_counts_discriminator_updates_through_a_resume(tmp_path):
     assert resumed.d_steps == [4, 5]
 
 
-@pytest.mark.parametrize("reuse", [False, True])
-def test_reuse_fakes_runs_one_generator_forward_per_step(reuse):
-    """reuse_fakes: the D step's fakes, made with G's graph, are what the G step's loss sees."""
+@pytest.mark.parametrize("setting, reuse", [(False, False), (True, True), ("auto", True)])
+def test_reuse_fakes_runs_one_generator_forward_per_step(setting, reuse):
+    """reuse_fakes: the D step's fakes, made with G's graph, are what the G step's loss sees;
+    auto (the default) reuses them when n_disc=1."""
     objective = RecordingObjective()
-    module = _module(objective, reuse_fakes=reuse)
+    module = _module(objective, reuse_fakes=setting)
+    assert module.reuse_fakes is reuse
     forwards: list[int] = []
     module.generator.register_forward_hook(lambda *args: forwards.append(1))
     _trainer(3).fit(module, datamodule=Images())
@@ -236,9 +238,12 @@ def test_reuse_fakes_runs_one_generator_forward_per_step(reuse):
         assert d_fake is None and g_fake is None  # each loss makes its own
 
 
-def test_reuse_fakes_with_several_d_steps_is_a_user_error():
+def test_reuse_fakes_with_several_d_steps_is_a_user_error_and_off_under_auto():
     with pytest.raises(UserError, match="module.reuse_fakes=true needs module.n_disc=1"):
         _module(Objective(), reuse_fakes=True, n_disc=2)
+    assert _module(Objective(), reuse_fakes="auto", n_disc=2).reuse_fakes is False
+    with pytest.raises(UserError, match="module.reuse_fakes must be true, false or auto"):
+        _module(Objective(), reuse_fakes="sometimes")
 
 
 def test_regularizer_augment_channels_last_and_ema_train_together():

@@ -65,7 +65,7 @@ class GANModule(L.LightningModule):
         on_nonfinite: str,
         channels_last: bool | str,
         compile: bool | str,
-        reuse_fakes: bool,
+        reuse_fakes: bool | str,
         num_fixed_samples: int,
         run_config: dict[str, Any] | None = None,
     ) -> None:
@@ -73,14 +73,14 @@ class GANModule(L.LightningModule):
         gan_lab.gan.fit builds the module from that group with ``instantiate``."""
         if isinstance(n_disc, bool) or not isinstance(n_disc, int) or n_disc < 1:
             raise UserError(f"module.n_disc must be an integer >= 1, got {n_disc!r}")
-        if reuse_fakes and n_disc != 1:
-            raise UserError(
-                f"module.reuse_fakes=true needs module.n_disc=1 (got {n_disc}): one batch of "
-                "fakes serves one D and one G step; set module.reuse_fakes=false"
-            )
+        if reuse_fakes not in (False, True, "auto"):
+            raise UserError(f"module.reuse_fakes must be true, false or auto, got {reuse_fakes!r}")
+        if reuse_fakes is True and n_disc != 1:
+            raise UserError(f"module.reuse_fakes=true needs module.n_disc=1 (got {n_disc}); "
+                            "one fake batch feeds one D and one G step: use auto")  # fmt: skip
         super().__init__()
         self.automatic_optimization = False
-        self.reuse_fakes = reuse_fakes
+        self.reuse_fakes = n_disc == 1 if reuse_fakes == "auto" else reuse_fakes
         self.generator = generator
         self.discriminator = discriminator
         self.generator_optimizer = generator_optimizer
