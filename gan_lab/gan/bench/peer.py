@@ -38,6 +38,10 @@ def peer_comparison(bench: DictConfig, device: torch.device) -> dict[str, Any]:
         )
     batch, per_epoch = bench.peer_batch_size, bench.peer_images_per_epoch
     batches_per_epoch = math.ceil(per_epoch / batch)
+    # The first process to load torch from a cold disk cache starts slower than the rest; that
+    # one-off cost must not land in one side's short run.
+    _timed([sys.executable, "-c", "import torchvision, lightning, gan_lab.commands.train"],
+           Path.cwd(), "importing torch")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="gan_lab_peer_") as tmp:
         seconds: dict[str, list[float]] = {"peer": [], "gan_lab": []}
         for epochs in (short, long):
