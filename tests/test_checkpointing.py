@@ -162,7 +162,7 @@ def test_channels_last_auto_per_device_type_and_bad_values():
     assert resolve_channels_last("auto", "cpu") and resolve_channels_last("auto", "cuda")
     assert not resolve_channels_last("auto", "mps")
     assert resolve_channels_last(True, "mps") and not resolve_channels_last(False, "cuda")
-    for bad in ("yes", 2, None):
+    for bad in ("yes", 1, 2, None):
         with pytest.raises(UserError, match="module.channels_last must be true, false or auto"):
             _image_module(channels_last=bad)
 

@@ -238,12 +238,42 @@ def test_reuse_fakes_runs_one_generator_forward_per_step(setting, reuse):
         assert d_fake is None and g_fake is None  # each loss makes its own
 
 
+def test_reused_fakes_give_g_the_loss_and_gradients_of_a_fresh_forward():
+    """The faster path against the direct one: at each G step, G's loss on the reused fakes and
+    its gradients equal those of a fresh G forward of the same latents (G is unchanged since
+    the fakes were made; a stale or detached batch would differ or fail)."""
+    drawn: list[torch.Tensor] = []
+    compared: list[tuple[torch.Tensor, ...]] = []
+
+    class Comparing(Objective):
+        def generator_loss(self, G, D, real, latents, fake=None):
+            loss, logs = super().generator_loss(G, D, real, latents, fake)
+            fresh, _ = super().generator_loss(G, D, real, lambda n: drawn[-1])
+            params = list(G.parameters())
+            reused_grads = torch.autograd.grad(loss, params, retain_graph=True)
+            fresh_grads = torch.autograd.grad(fresh, params, retain_graph=True)
+            compared.append((loss.detach(), fresh.detach(), *reused_grads, *fresh_grads))
+            return loss, logs
+
+    module = _module(Comparing(), reuse_fakes=True)
+    noise = module.noise
+    module.noise = lambda n: drawn.append(noise(n)) or drawn[-1]
+    _trainer(3).fit(module, datamodule=Images())
+    assert len(compared) == 3 and len(drawn) == 3  # one latent draw per step
+    for loss, fresh, *grads in compared:
+        assert torch.allclose(loss, fresh, rtol=1e-6, atol=1e-7)
+        half = len(grads) // 2
+        for reused, direct in zip(grads[:half], grads[half:], strict=True):
+            assert torch.allclose(reused, direct, rtol=1e-5, atol=1e-7)
+
+
 def test_reuse_fakes_with_several_d_steps_is_a_user_error_and_off_under_auto():
     with pytest.raises(UserError, match="module.reuse_fakes=true needs module.n_disc=1"):
         _module(Objective(), reuse_fakes=True, n_disc=2)
     assert _module(Objective(), reuse_fakes="auto", n_disc=2).reuse_fakes is False
-    with pytest.raises(UserError, match="module.reuse_fakes must be true, false or auto"):
-        _module(Objective(), reuse_fakes="sometimes")
+    for bad in ("sometimes", 1):
+        with pytest.raises(UserError, match="module.reuse_fakes must be true, false or auto"):
+            _module(Objective(), reuse_fakes=bad)
 
 
 def test_regularizer_augment_channels_last_and_ema_train_together():

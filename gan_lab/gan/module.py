@@ -73,8 +73,7 @@ class GANModule(L.LightningModule):
         gan_lab.gan.fit builds the module from that group with ``instantiate``."""
         if isinstance(n_disc, bool) or not isinstance(n_disc, int) or n_disc < 1:
             raise UserError(f"module.n_disc must be an integer >= 1, got {n_disc!r}")
-        if reuse_fakes not in (False, True, "auto"):
-            raise UserError(f"module.reuse_fakes must be true, false or auto, got {reuse_fakes!r}")
+        _check_choice("reuse_fakes", reuse_fakes, ("auto",), "true, false or auto")
         if reuse_fakes is True and n_disc != 1:
             raise UserError(f"module.reuse_fakes=true needs module.n_disc=1 (got {n_disc}); "
                             "one fake batch feeds one D and one G step: use auto")  # fmt: skip
@@ -108,16 +107,11 @@ class GANModule(L.LightningModule):
         if ema_decay is not None:
             self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
         # Speed options (see README "Performance"): NHWC memory layout, torch.compile.
-        if channels_last not in (False, True, "auto"):
-            raise UserError(f"module.channels_last must be true, false or auto, got "
-                            f"{channels_last!r}")  # fmt: skip
+        _check_choice("channels_last", channels_last, ("auto",), "true, false or auto")
         self.channels_last_setting = channels_last
         self.channels_last = channels_last is True  # "auto" is resolved in configure_model
-        if compile not in (False, True, *COMPILE_MODES):
-            raise UserError(
-                f"module.compile must be false, true or a torch.compile mode "
-                f"({', '.join(COMPILE_MODES)}), got {compile!r}"
-            )
+        modes = f"false, true or a torch.compile mode ({', '.join(COMPILE_MODES)})"
+        _check_choice("compile", compile, COMPILE_MODES, modes)
         self.compile_networks = compile
         # Validation latents, VAL_NOISE_BLOCK rows per seeded block, grown on demand.
         self._val_noise_table = torch.empty(0, latent_dim)
@@ -311,6 +305,12 @@ class GANModule(L.LightningModule):
         world, rank = self.trainer.world_size, self.trainer.global_rank
         z = self.validation_noise(rank + local * world)
         return self.sampling_generator(z).float()
+
+
+def _check_choice(key: str, value: Any, choices: tuple[str, ...], allowed: str) -> None:
+    """module.<key> is a boolean or one of ``choices``; anything else (1, "yes") is one line."""
+    if not isinstance(value, bool) and value not in choices:
+        raise UserError(f"module.{key} must be {allowed}, got {value!r}")
 
 
 def resolve_channels_last(setting: bool | str, device_type: str) -> bool:
