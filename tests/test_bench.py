@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from gan_lab.commands.bench import main
+from gan_lab.errors import UserError
+from gan_lab.gan.bench import sections
+from gan_lab.gan.bench.peer import accelerator_flag
+from gan_lab.gan.bench.setup import fresh_setting, training_config
 from gan_lab.gan.bench.throughput import matmul_peak
+from gan_lab.gan.bench.training import plain_segment
 
 TINY = ["steps=2", "warmup=1", "repeats=1", "~models.dcgan64", "precision_models=[mnist_default]",
         "batch_size=32", "compile=[false]", "data_batches=3", "eval_images=32",
@@ -196,3 +201,100 @@ def test_bench_peer_with_a_different_epoch_size_is_one_line(tmp_path, capsys, mo
               "peer_workers=0", f"out={tmp_path / 'b.json'}"])  # fmt: skip
     assert exit_info.value.code == 2
     assert "the peer ran 3 iterations in 1 epochs, not 63" in capsys.readouterr().err
+
+
+OLD_PEER_ARGS = """
+import argparse
+parser = argparse.ArgumentParser()
+parser.add_argument('--cuda', action='store_true', default=False, help='enables cuda')
+"""
+
+
+def test_peer_accelerator_flag_follows_the_script(tmp_path):
+    """Today's main.py trains on the GPU with --accel, older copies with --cuda."""
+    new, old, other = tmp_path / "new.py", tmp_path / "old.py", tmp_path / "other.py"
+    new.write_text(PEER_STANDIN)
+    old.write_text(OLD_PEER_ARGS)
+    other.write_text(OLD_PEER_ARGS.replace("--cuda", "--gpu"))
+    assert accelerator_flag(new) == "--accel"
+    assert accelerator_flag(old) == "--cuda"
+    with pytest.raises(UserError, match="has neither --accel nor --cuda"):
+        accelerator_flag(other)
+
+
+def _compile_fails(monkeypatch, failure: BaseException) -> None:
+    """compare_training, except that settings with compile on raise ``failure``."""
+    real = sections.compare_training
+
+    def compare(name, cfg, bench, device):
+        if cfg.module.compile:
+            raise failure
+        return real(name, cfg, bench, device)
+
+    monkeypatch.setattr(sections, "compare_training", compare)
+
+
+GRID = [*TINY, "sections=[precision]", "precisions=[32-true]", "channels_last=[false]"]
+
+
+@pytest.mark.slow
+def test_a_failing_setting_is_a_row_and_the_others_still_run(tmp_path, capsys, monkeypatch,
+                                                             session_data_dir):  # fmt: skip
+    from conftest import SHARED_DATA
+
+    monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
+    monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
+    _compile_fails(monkeypatch, RuntimeError("CUDA graphs: boom\nmore lines"))
+    out = tmp_path / "bench.json"
+    with pytest.raises(SystemExit) as exit_info:
+        main([*GRID, "compile=[false,reduce-overhead,true]", f"out={out}"])
+    assert exit_info.value.code == 1
+    result = json.loads(out.read_text())
+    assert result["complete"] is True
+    first, second, third = result["precision"]
+    assert first["compile"] is False and first["lightning_images_per_second"] > 0
+    assert second == {
+        "name": "mnist_default",
+        "precision": "32-true",
+        "channels_last": False,
+        "compile": "reduce-overhead",
+        "error": "RuntimeError: CUDA graphs: boom",
+    }
+    assert third["compile"] is True and third["error"] == second["error"]
+    captured = capsys.readouterr()
+    assert "| reduce-overhead | failed: RuntimeError: CUDA graphs: boom |" in captured.out
+    assert "error: 2 bench settings failed (mnist_default 32-true compile=reduce-overhead, " \
+           "mnist_default 32-true compile=True)" in captured.err  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_bench_cut_short_keeps_the_rows_it_measured(tmp_path, monkeypatch, session_data_dir):
+    from conftest import SHARED_DATA
+
+    monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
+    monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
+    _compile_fails(monkeypatch, KeyboardInterrupt())  # as a time limit's signal would
+    out = tmp_path / "bench.json"
+    with pytest.raises(KeyboardInterrupt):
+        main([*GRID, "compile=[false,true]", f"out={out}"])
+    result = json.loads(out.read_text())
+    assert result["complete"] is False
+    (row,) = result["precision"]
+    assert row["compile"] is False and row["lightning_images_per_second"] > 0
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+def test_plain_loop_makes_the_generator_forwards_gan_module_makes(reuse, monkeypatch,
+                                                                  session_data_dir):  # fmt: skip
+    """The bench's plain loop is the like-for-like baseline: with reuse_fakes, one G forward
+    per step serves both updates, as in GANModule; without, the D and G steps make their own."""
+    from conftest import SHARED_DATA
+
+    monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
+    monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
+    cfg = training_config(["data=mnist", "model=dcgan", f"module.reuse_fakes={reuse}"], 16)
+    datamodule, module = fresh_setting(cfg)
+    calls = []
+    module.generator.register_forward_hook(lambda *args: calls.append(1))
+    plain_segment(module, datamodule, cfg, steps=3, warmup=0, device=torch.device("cpu"))
+    assert len(calls) == (3 if reuse else 6)

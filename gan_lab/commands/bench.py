@@ -33,6 +33,7 @@ from gan_lab.commands.cli import run_user_errors_as_one_line
 from gan_lab.config import CONF_DIR
 from gan_lab.errors import UserError
 from gan_lab.gan.bench import run
+from gan_lab.gan.bench.sections import failed_settings
 from gan_lab.gan.fit import route_lightning_logs
 from gan_lab.io import atomic_write
 
@@ -46,6 +47,10 @@ def table(result: dict[str, Any]) -> str:
         lines += ["| model | precision | channels_last | compile | gan_lab img/s | plain img/s |"
                   " ratio | data wait | startup s | peak MB |", "|" + " --- |" * 10]  # fmt: skip
         for r in rows:
+            if "error" in r:  # a setting that did not run here (e.g. a compile mode)
+                lines.append(f"| {r['name']} | {r['precision']} | {r['channels_last']} | "
+                             f"{r['compile']} | failed: {r['error']} |" + " |" * 5)  # fmt: skip
+                continue
             lines.append(
                 f"| {r['name']} | {r['precision']} | {r['channels_last']} | {r['compile']} | "
                 f"{r['lightning_images_per_second']:.0f} | {r['plain_images_per_second']:.0f} | "
@@ -56,6 +61,9 @@ def table(result: dict[str, Any]) -> str:
     if isinstance(memory, dict):
         lines.append(f"\nlargest batch: {memory['skipped']}")
     for r in memory if isinstance(memory, list) else []:
+        if "error" in r:
+            lines.append(f"\nlargest batch {r['name']} {r['precision']}: failed: {r['error']}")
+            continue
         limit = " (the search limit)" if r["at_search_limit"] else ""
         lines.append(f"\nlargest batch {r['name']} {r['precision']}: {r['largest_batch']}{limit}, "
                      f"peak {r['peak_memory_mb']:.0f} MB")  # fmt: skip
@@ -110,15 +118,23 @@ def main(argv: list[str] | None = None) -> None:
             first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), "")
             raise UserError(f"bad arguments ({first}); see conf/bench.yaml") from err
         route_lightning_logs()
-        result = run(bench)
         out = Path(bench.out)
-        blob = (json.dumps(result, indent=2, default=str) + "\n").encode()
-        atomic_write(out, lambda f: f.write(blob))
-        return result, out
+
+        def save(result: dict[str, Any]) -> None:  # after every row: a cut-short run keeps them
+            blob = (json.dumps(result, indent=2, default=str) + "\n").encode()
+            atomic_write(out, lambda f: f.write(blob))
+
+        return run(bench, save), out
 
     result, out = run_user_errors_as_one_line(go)
     print(table(result))
     print(f"\nwritten: {out}")
+    failed = failed_settings(result)
+    if failed:
+        names = ", ".join(f"{r['name']} {r['precision']} compile={r['compile']}" for r in failed)
+        print(f"error: {len(failed)} bench settings failed ({names}); their rows say why",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,19 @@ def _peer_script(path: str | None) -> Path:
     return script
 
 
+def accelerator_flag(script: Path) -> str:
+    """main.py's flag to train on the GPU: ``--accel`` (torch.accelerator's current device) in
+    today's pytorch/examples, ``--cuda`` in older copies."""
+    source = script.read_text(errors="replace")
+    for flag in ("--accel", "--cuda"):
+        if re.search(rf"""add_argument\(\s*['"]{flag}['"]""", source):
+            return flag
+    raise UserError(
+        f"peer_script={script} has neither --accel nor --cuda, so it cannot train on the GPU; "
+        "give the path of pytorch/examples' dcgan/main.py"
+    )
+
+
 def _timed(cmd: list[str], cwd: Path, what: str) -> tuple[float, str]:
     cwd.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -101,7 +114,7 @@ def _run_peer(script: Path, epochs: int, bench: DictConfig, device: torch.device
            "--workers", str(bench.peer_workers), "--manualSeed", "0",
            "--outf", str(out)]  # fmt: skip
     if device.type != "cpu":
-        cmd.append("--accel")  # main.py's flag for torch.accelerator's current device
+        cmd.append(accelerator_flag(script))
     seconds, stdout = _timed(cmd, out, f"the peer ({script.name})")
     return seconds, len(PEER_ITERATION.findall(stdout))
 

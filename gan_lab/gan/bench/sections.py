@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +27,18 @@ from gan_lab.gan.bench.training import compare_training, largest_batch, profile_
 from gan_lab.gan.evaluate import pick_device
 
 
-def run(bench: DictConfig) -> dict[str, Any]:
+def run(bench: DictConfig, save: Callable[[dict[str, Any]], None] = lambda result: None
+        ) -> dict[str, Any]:  # fmt: skip
+    """Run the chosen sections. ``save`` gets the result so far after every row, so a run cut
+    short (a time limit, a crash) keeps what it measured; ``complete`` is true only at the end.
+    """
     device = pick_device(bench.device)
     known = {"train", "precision", "memory", "data", "eval", "flops", "profile", "knn", "peer"}
     unknown = set(bench.sections) - known
     if unknown:
         raise UserError(f"unknown bench sections {sorted(unknown)}; choose from {sorted(known)}")
-    result: dict[str, Any] = {"machine": machine(device), "config": OmegaConf.to_container(bench)}
+    result: dict[str, Any] = {"machine": machine(device), "config": OmegaConf.to_container(bench),
+                              "complete": False}  # fmt: skip
     models = {k: list(v) for k, v in bench.models.items()}
     if bench.largest_batch not in ("cuda", "always", "never"):
         raise UserError(f"largest_batch={bench.largest_batch}: choose cuda, always or never")
@@ -40,42 +48,52 @@ def run(bench: DictConfig) -> dict[str, Any]:
         for name in names:
             if name not in models:
                 raise UserError(f"{key}: {name} is not one of the models {list(models)}")
+
+    def add(section: str, row: dict[str, Any]) -> None:
+        """One measured row: printed (stderr), added to its section, and saved."""
+        print(json.dumps(row, default=str), file=sys.stderr, flush=True)
+        if isinstance(result.get(section), list):
+            result[section].append(row)
+        elif section != "flops":  # the flops rows go in result["flops"]["models"]
+            result[section] = row
+        save(result)
+
     if "train" in bench.sections:
-        result["train"] = [
-            _log(compare_training(name, training_config(o, bench.batch_size), bench, device))
-            for name, o in models.items()
-        ]
+        result["train"] = []
+        for name, o in models.items():
+            cfg = training_config(o, bench.batch_size)
+            add("train", _setting(name, cfg, partial(compare_training, name, cfg, bench, device)))
     if "precision" in bench.sections:
         precisions = list(bench.precisions) + (["16-mixed"] if device.type == "cuda" else [])
-        rows = []
+        result["precision"] = []
         for name in bench.precision_models:
             for precision in precisions:
                 for channels_last in bench.channels_last:
                     for compiled in bench.compile:
                         cfg = training_config(models[name], bench.batch_size, precision,
                                               channels_last, compiled)  # fmt: skip
-                        rows.append(_log(compare_training(name, cfg, bench, device)))
-        result["precision"] = rows
+                        measure = partial(compare_training, name, cfg, bench, device)
+                        add("precision", _setting(name, cfg, measure))
     if "memory" in bench.sections:
         if bench.largest_batch == "always" or (bench.largest_batch, device.type) == ("cuda",) * 2:
-            result["memory"] = [
-                _log(largest_batch(name, training_config(o, bench.batch_size), bench, device))
-                for name, o in models.items()
-            ]
+            result["memory"] = []
+            for name, o in models.items():
+                cfg = training_config(o, bench.batch_size)
+                add("memory", _setting(name, cfg, partial(largest_batch, name, cfg, bench, device)))
         else:  # host RAM is not what limits the batch, and a too-large one is OOM-killed
-            result["memory"] = {
-                "skipped": f"no largest-batch search on {device.type} with "
-                f"largest_batch={bench.largest_batch}"
-            }
+            add("memory", {"skipped": f"no largest-batch search on {device.type} with "
+                           f"largest_batch={bench.largest_batch}"})  # fmt: skip
     if "data" in bench.sections:
-        result["data"] = [_log(data_path(d, bench, device)) for d in bench.data_datasets]
+        result["data"] = []
+        for d in bench.data_datasets:
+            add("data", data_path(d, bench, device))
     if "eval" in bench.sections:
-        result["eval"] = _log(evaluation(bench, device))
+        add("eval", evaluation(bench, device))
     if "flops" in bench.sections:
         peak32 = matmul_peak(bench.matmul_size, torch.float32, device)
         peak16 = matmul_peak(bench.matmul_size, torch.bfloat16, device)
-        flops = {"matmul_peak_fp32": peak32, "matmul_peak_bf16": peak16, "models": []}
-        fp32_rows = {r["name"]: r for r in result.get("train", [])}
+        result["flops"] = {"matmul_peak_fp32": peak32, "matmul_peak_bf16": peak16, "models": []}
+        fp32_rows = {r["name"]: r for r in result.get("train", []) if "error" not in r}
         for name, overrides in models.items():
             cfg = training_config(overrides, bench.batch_size)
             per_image = flops_per_image(cfg, device)
@@ -83,21 +101,45 @@ def run(bench: DictConfig) -> dict[str, Any]:
             if name in fp32_rows:
                 achieved = per_image * fp32_rows[name]["lightning_images_per_second"]
                 row.update(achieved_flops=achieved, fraction_of_fp32_peak=achieved / peak32)
-            flops["models"].append(_log(row))
-        result["flops"] = flops
+            result["flops"]["models"].append(row)
+            add("flops", row)
     if "profile" in bench.sections:
         result["profile"] = []
         for i, p in enumerate(bench.profile):
             cfg = training_config(models[p.model], bench.batch_size, p.precision, p.channels_last)
             trace = Path(bench.out).with_name(f"{Path(bench.out).stem}_trace{i}.json")
-            result["profile"].append(_log(profile_training(p.model, cfg, bench, device, trace)))
+            add("profile", profile_training(p.model, cfg, bench, device, trace))
     if "knn" in bench.sections:
-        result["knn"] = [_log(knn_metrics(n, bench, device)) for n in bench.knn_sizes]
+        result["knn"] = []
+        for n in bench.knn_sizes:
+            add("knn", knn_metrics(n, bench, device))
     if "peer" in bench.sections:
-        result["peer"] = _log(peer_comparison(bench, device))
+        add("peer", peer_comparison(bench, device))
+    result["complete"] = True
+    save(result)
     return result
 
 
-def _log(row: dict[str, Any]) -> dict[str, Any]:
-    print(json.dumps(row, default=str), file=sys.stderr, flush=True)
-    return row
+def _setting(name: str, cfg: DictConfig, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``measure()``'s row, or the setting with the error that stopped it: one setting that
+    cannot run here (a compile mode, a batch out of memory) must not cost the others."""
+    try:
+        return measure()
+    except UserError:
+        raise
+    except Exception as err:
+        first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), "")
+        torch._dynamo.reset()  # a half-compiled network must not leak into the next setting
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return {"name": name, "precision": str(cfg.trainer.precision),
+                "channels_last": cfg.module.channels_last, "compile": cfg.module.compile,
+                "error": f"{type(err).__name__}: {first}"[:500]}  # fmt: skip
+
+
+def failed_settings(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the training sections whose setting did not run."""
+    rows = [r for key in ("train", "precision", "memory") if isinstance(result.get(key), list)
+            for r in result[key]]  # fmt: skip
+    return [r for r in rows if "error" in r]

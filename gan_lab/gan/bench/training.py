@@ -95,15 +95,19 @@ def plain_segment(module, datamodule, cfg: DictConfig, steps: int, warmup: int,
         real = datamodule.on_after_batch_transfer(next(batches).to(device), 0)
         real = real.contiguous(memory_format=fmt)
         D.requires_grad_(True)
+        fake = None
+        if module.reuse_fakes:  # as GANModule: one G forward for the D and the G step
+            with autocast():
+                fake = G(latents(real.size(0)))
         for _ in range(cfg.module.n_disc):
             with autocast():
-                d_loss, _ = objective.discriminator_loss(G, D, real, latents, d_step)
+                d_loss, _ = objective.discriminator_loss(G, D, real, latents, d_step, fake)
             d_step += 1
             opt_d.zero_grad(set_to_none=True)
             backward_step(d_loss, opt_d)
         D.requires_grad_(False)  # as Lightning's toggled_optimizer: no D gradients in G's step
         with autocast():
-            g_loss, _ = objective.generator_loss(G, D, real, latents)
+            g_loss, _ = objective.generator_loss(G, D, real, latents, fake)
         opt_g.zero_grad(set_to_none=True)
         backward_step(g_loss, opt_g)
     D.requires_grad_(True)
@@ -137,7 +141,8 @@ def compare_training(name: str, cfg: DictConfig, bench: DictConfig,
     return {
         "name": name, "precision": str(cfg.trainer.precision),
         "channels_last": bool(cfg.module.channels_last), "compile": cfg.module.compile,
-        "batch_size": int(cfg.data.batch_size), "lightning_images_per_second": lightning,
+        "reuse_fakes": module.reuse_fakes, "batch_size": int(cfg.data.batch_size),
+        "lightning_images_per_second": lightning,
         "plain_images_per_second": plain, "ratio": lightning / plain,
         "segments": ips, "data_wait_share": _mean([r["data_wait_share"] for r in
                                                    runs["lightning"]]),
