@@ -24,12 +24,17 @@ TINY = ["steps=2", "warmup=1", "repeats=1", "~models.dcgan64", "precision_models
         "profile=[{model:mnist_default,precision:bf16-mixed,channels_last:false}]"]  # fmt: skip
 
 
-@pytest.mark.slow
-def test_bench_writes_table_and_json(tmp_path, capsys, monkeypatch, session_data_dir):
+@pytest.fixture
+def mirrored_data(monkeypatch, session_data_dir):
+    """gan_lab reads its datasets from the session's data dir, fetched from the local mirror."""
     from conftest import SHARED_DATA
 
     monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
     monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
+
+
+@pytest.mark.slow
+def test_bench_writes_table_and_json(tmp_path, capsys, mirrored_data):
     out = tmp_path / "bench.json"
     main([*TINY, "sections=[train,precision,memory,data,eval,flops,profile]", f"out={out}"])
     result = json.loads(out.read_text())
@@ -157,11 +162,7 @@ for epoch in range(opt.niter):
 
 @pytest.mark.slow
 def test_bench_peer_section_runs_both_as_whole_processes(tmp_path, capsys, monkeypatch,
-                                                          session_data_dir):  # fmt: skip
-    from conftest import SHARED_DATA
-
-    monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
-    monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
+                                                          mirrored_data):  # fmt: skip
     monkeypatch.setenv("STANDIN_SIZE", "40")
     script = tmp_path / "main.py"
     script.write_text(PEER_STANDIN)
@@ -238,12 +239,9 @@ GRID = [*TINY, "sections=[precision]", "precisions=[32-true]", "channels_last=[f
 
 
 @pytest.mark.slow
-def test_a_failing_setting_is_a_row_and_the_others_still_run(tmp_path, capsys, monkeypatch,
-                                                             session_data_dir):  # fmt: skip
-    from conftest import SHARED_DATA
-
-    monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
-    monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
+def test_a_failing_setting_is_a_row_and_the_others_still_run(
+    tmp_path, capsys, monkeypatch, mirrored_data
+):
     _compile_fails(monkeypatch, RuntimeError("CUDA graphs: boom\nmore lines"))
     out = tmp_path / "bench.json"
     with pytest.raises(SystemExit) as exit_info:
@@ -268,11 +266,7 @@ def test_a_failing_setting_is_a_row_and_the_others_still_run(tmp_path, capsys, m
 
 
 @pytest.mark.slow
-def test_a_bench_cut_short_keeps_the_rows_it_measured(tmp_path, monkeypatch, session_data_dir):
-    from conftest import SHARED_DATA
-
-    monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
-    monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
+def test_a_bench_cut_short_keeps_the_rows_it_measured(tmp_path, monkeypatch, mirrored_data):
     _compile_fails(monkeypatch, KeyboardInterrupt())  # as a time limit's signal would
     out = tmp_path / "bench.json"
     with pytest.raises(KeyboardInterrupt):
@@ -284,14 +278,9 @@ def test_a_bench_cut_short_keeps_the_rows_it_measured(tmp_path, monkeypatch, ses
 
 
 @pytest.mark.parametrize("reuse", [True, False])
-def test_plain_loop_makes_the_generator_forwards_gan_module_makes(reuse, monkeypatch,
-                                                                  session_data_dir):  # fmt: skip
+def test_plain_loop_makes_the_generator_forwards_gan_module_makes(reuse, mirrored_data):
     """The bench's plain loop is the like-for-like baseline: with reuse_fakes, one G forward
     per step serves both updates, as in GANModule; without, the D and G steps make their own."""
-    from conftest import SHARED_DATA
-
-    monkeypatch.setenv("GAN_LAB_DATA_DIR", str(session_data_dir))
-    monkeypatch.setenv("GAN_LAB_DATA_MIRRORS", str(SHARED_DATA))
     cfg = training_config(["data=mnist", "model=dcgan", f"module.reuse_fakes={reuse}"], 16)
     datamodule, module = fresh_setting(cfg)
     calls = []

@@ -17,7 +17,9 @@ One process measures, side by side (options in ``conf/bench.yaml``):
 7. ``peer`` (only when named, with ``peer_script``): gan_lab.train against pytorch/examples'
    dcgan/main.py as whole processes, long run minus short run; the ratio is the headline.
 
-It prints a table and writes JSON with the machine (device, threads, versions).
+It prints a table and writes JSON with the machine (device, threads, versions), saved after
+every row. A training setting that fails (e.g. a compile mode) is a row with its error, and the
+command exits 1 once the others have run.
 """
 
 from __future__ import annotations
