@@ -198,11 +198,17 @@ def test_bench_json_is_written_atomically(recorded, tmp_path, monkeypatch, capsy
     from gan_lab.commands import bench
 
     written = recorded(bench)
-    monkeypatch.setattr(bench, "run", lambda cfg: {"sections": []})
+
+    def run(cfg, save):  # the bench saves its result so far through ``save`` after every row
+        result = {"sections": [], "complete": True}
+        save(result)
+        return result
+
+    monkeypatch.setattr(bench, "run", run)
     monkeypatch.setattr(bench, "table", lambda result: "")
     bench.main([f"out={tmp_path / 'deep' / 'bench.json'}"])
     assert written == [tmp_path / "deep" / "bench.json"]
-    assert json.loads(written[0].read_text()) == {"sections": []}
+    assert json.loads(written[0].read_text()) == {"sections": [], "complete": True}
 
 
 def test_inception_sidecar_uses_the_shared_atomic_write(recorded, tmp_path, monkeypatch):
