@@ -49,20 +49,20 @@ def run(bench: DictConfig, save: Callable[[dict[str, Any]], None] = lambda resul
             if name not in models:
                 raise UserError(f"{key}: {name} is not one of the models {list(models)}")
 
-    def add(section: str, row: dict[str, Any]) -> None:
-        """One measured row: printed (stderr), added to its section, and saved."""
+    def record(row: dict[str, Any], rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """One measured row: added to ``rows`` (if given), printed (stderr), saved."""
+        if rows is not None:
+            rows.append(row)
         print(json.dumps(row, default=str), file=sys.stderr, flush=True)
-        if isinstance(result.get(section), list):
-            result[section].append(row)
-        elif section != "flops":  # the flops rows go in result["flops"]["models"]
-            result[section] = row
         save(result)
+        return row
 
     if "train" in bench.sections:
         result["train"] = []
         for name, o in models.items():
             cfg = training_config(o, bench.batch_size)
-            add("train", _setting(name, cfg, partial(compare_training, name, cfg, bench, device)))
+            measure = partial(compare_training, name, cfg, bench, device)
+            record(_setting(name, cfg, measure), result["train"])
     if "precision" in bench.sections:
         precisions = list(bench.precisions) + (["16-mixed"] if device.type == "cuda" else [])
         result["precision"] = []
@@ -73,22 +73,23 @@ def run(bench: DictConfig, save: Callable[[dict[str, Any]], None] = lambda resul
                         cfg = training_config(models[name], bench.batch_size, precision,
                                               channels_last, compiled)  # fmt: skip
                         measure = partial(compare_training, name, cfg, bench, device)
-                        add("precision", _setting(name, cfg, measure))
+                        record(_setting(name, cfg, measure), result["precision"])
     if "memory" in bench.sections:
         if bench.largest_batch == "always" or (bench.largest_batch, device.type) == ("cuda",) * 2:
             result["memory"] = []
             for name, o in models.items():
                 cfg = training_config(o, bench.batch_size)
-                add("memory", _setting(name, cfg, partial(largest_batch, name, cfg, bench, device)))
+                measure = partial(largest_batch, name, cfg, bench, device)
+                record(_setting(name, cfg, measure), result["memory"])
         else:  # host RAM is not what limits the batch, and a too-large one is OOM-killed
-            add("memory", {"skipped": f"no largest-batch search on {device.type} with "
-                           f"largest_batch={bench.largest_batch}"})  # fmt: skip
+            result["memory"] = record({"skipped": f"no largest-batch search on {device.type} "
+                                       f"with largest_batch={bench.largest_batch}"})  # fmt: skip
     if "data" in bench.sections:
         result["data"] = []
         for d in bench.data_datasets:
-            add("data", data_path(d, bench, device))
+            record(data_path(d, bench, device), result["data"])
     if "eval" in bench.sections:
-        add("eval", evaluation(bench, device))
+        result["eval"] = record(evaluation(bench, device))
     if "flops" in bench.sections:
         peak32 = matmul_peak(bench.matmul_size, torch.float32, device)
         peak16 = matmul_peak(bench.matmul_size, torch.bfloat16, device)
@@ -101,20 +102,19 @@ def run(bench: DictConfig, save: Callable[[dict[str, Any]], None] = lambda resul
             if name in fp32_rows:
                 achieved = per_image * fp32_rows[name]["lightning_images_per_second"]
                 row.update(achieved_flops=achieved, fraction_of_fp32_peak=achieved / peak32)
-            result["flops"]["models"].append(row)
-            add("flops", row)
+            record(row, result["flops"]["models"])
     if "profile" in bench.sections:
         result["profile"] = []
         for i, p in enumerate(bench.profile):
             cfg = training_config(models[p.model], bench.batch_size, p.precision, p.channels_last)
             trace = Path(bench.out).with_name(f"{Path(bench.out).stem}_trace{i}.json")
-            add("profile", profile_training(p.model, cfg, bench, device, trace))
+            record(profile_training(p.model, cfg, bench, device, trace), result["profile"])
     if "knn" in bench.sections:
         result["knn"] = []
         for n in bench.knn_sizes:
-            add("knn", knn_metrics(n, bench, device))
+            record(knn_metrics(n, bench, device), result["knn"])
     if "peer" in bench.sections:
-        add("peer", peer_comparison(bench, device))
+        result["peer"] = record(peer_comparison(bench, device))
     result["complete"] = True
     save(result)
     return result

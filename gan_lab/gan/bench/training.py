@@ -140,7 +140,7 @@ def compare_training(name: str, cfg: DictConfig, bench: DictConfig,
     lightning, plain = _mean(ips["lightning"]), _mean(ips["plain"])
     return {
         "name": name, "precision": str(cfg.trainer.precision),
-        "channels_last": bool(cfg.module.channels_last), "compile": cfg.module.compile,
+        "channels_last": module.channels_last, "compile": cfg.module.compile,  # as applied
         "reuse_fakes": module.reuse_fakes, "batch_size": int(cfg.data.batch_size),
         "lightning_images_per_second": lightning,
         "plain_images_per_second": plain, "ratio": lightning / plain,
